@@ -1,0 +1,85 @@
+// Matrix products. f32 weights go straight to OpenBLAS; f16 / bf16 / q8_0 weights are expanded
+// to f32 one panel of rows at a time (bounded scratch) and multiplied with OpenBLAS. The
+// performance work replaces the latter with VNNI / BF16 kernels behind the same entry point.
+#include "internal.h"
+#include <cblas.h>
+
+void vck_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+               int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c,
+                (blasint)ldc);
+}
+
+void vck_sgemm_ref(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                   int64_t ldc) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < k; p++) {
+                float av = trans_a ? a[p * lda + i] : a[i * lda + p];
+                float bv = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+                s += (double)av * (double)bv;
+            }
+            float prev = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+            c[i * ldc + j] = (float)(alpha * s) + prev;
+        }
+}
+
+size_t vck_weight_row_bytes(int dtype, int64_t k) {
+    switch (dtype) {
+    case VCK_W_F32: return (size_t)k * 4;
+    case VCK_W_F16:
+    case VCK_W_BF16: return (size_t)k * 2;
+    case VCK_W_Q8_0: return vck_q8_0_row_bytes((size_t)k);
+    default: return 0;
+    }
+}
+
+void vck_weight_rows_f32(const vck_weight *w, int64_t row0, int64_t nrows, float *dst) {
+    size_t rb = vck_weight_row_bytes(w->dtype, w->k);
+    const uint8_t *base = (const uint8_t *)w->data + (size_t)row0 * rb;
+    for (int64_t r = 0; r < nrows; r++) {
+        const void *src = base + (size_t)r * rb;
+        float *out = dst + r * w->k;
+        switch (w->dtype) {
+        case VCK_W_F32: memcpy(out, src, (size_t)w->k * 4); break;
+        case VCK_W_F16: vck_f16_to_f32(src, out, (size_t)w->k); break;
+        case VCK_W_BF16: vck_bf16_to_f32(src, out, (size_t)w->k); break;
+        case VCK_W_Q8_0: vck_dequantize_row_q8_0(src, out, (size_t)w->k); break;
+        default: memset(out, 0, (size_t)w->k * 4); break;
+        }
+    }
+}
+
+static void add_bias(float *c, int64_t m, int64_t n, int64_t ldc, const float *bias) {
+    if (!bias) return;
+    for (int64_t i = 0; i < m; i++) {
+        float *row = c + i * ldc;
+        for (int64_t j = 0; j < n; j++) row[j] += bias[j];
+    }
+}
+
+void vck_linear(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
+                float *c, int64_t ldc, float beta) {
+    if (m <= 0 || w->n <= 0) return;
+    if (w->dtype == VCK_W_F32) {
+        vck_sgemm(0, 1, m, w->n, w->k, 1.0f, a, lda, (const float *)w->data, w->k, beta, c, ldc);
+    } else {
+        // Panels of rows: at most ~1 MiB of expanded weights at a time.
+        int64_t nb = (1 << 18) / (w->k > 0 ? w->k : 1);
+        if (nb < 16) nb = 16;
+        if (nb > w->n) nb = w->n;
+        float *panel = vck_alloc((size_t)nb * (size_t)w->k * sizeof(float));
+        for (int64_t n0 = 0; n0 < w->n; n0 += nb) {
+            int64_t cnt = w->n - n0 < nb ? w->n - n0 : nb;
+            vck_weight_rows_f32(w, n0, cnt, panel);
+            vck_sgemm(0, 1, m, cnt, w->k, 1.0f, a, lda, panel, w->k, beta, c + n0, ldc);
+        }
+        vck_free(panel);
+    }
+    add_bias(c, m, w->n, ldc, bias);
+}

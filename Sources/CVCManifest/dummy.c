@@ -1,0 +1,1 @@
+int vcm_dummy(void){return 0;}

@@ -1,0 +1,1 @@
+int vcmedia_dummy(void);
