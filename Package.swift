@@ -47,8 +47,8 @@ let package = Package(
 
         // Swift libraries.
         .target(name: "VCTensor", dependencies: ["CVCKernels", "CZstd"]),
-        .target(name: "VCFormats", dependencies: ["VCTensor", "CVCManifest", .product(name: "Yams", package: "Yams")]),
-        .target(name: "VCModels", dependencies: ["VCTensor"], resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.zst")]),
+        .target(name: "VCFormats", dependencies: ["VCTensor", "CVCManifest"]),
+        .target(name: "VCModels", dependencies: ["VCTensor", .product(name: "Yams", package: "Yams")], resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.zst")]),
         .target(name: "VCSampling", dependencies: ["VCTensor"]),
         .target(name: "VCVideo", dependencies: ["CVCMedia"]),
         .target(name: "VideoCrafter", dependencies: ["VCTensor", "VCFormats", "VCModels", "VCSampling", "VCVideo"]),
