@@ -1,0 +1,7 @@
+import ArgumentParser
+
+/// The subcommands of vcconv (each in its own file).
+enum CLICommands {
+    static let vcconv: [any ParsableCommand.Type] = [
+    ]
+}
