@@ -228,3 +228,40 @@ struct UNetTests {
         #expect(c.relRMS >= 0.5 * yardstick, "\(dtype.rawValue): \(c)")
     }
 }
+
+/// Every `model.diffusion_model.*` key of the real VideoCrafter2 checkpoint with its shape
+/// (fixtures/videocrafter2-state-dict-keys.tsv), served as views of one shared zero buffer so
+/// the 1.4 B-parameter UNet binds with ~52 MB.
+struct ShapeOnlySource: TensorSource {
+    let shapes: [String: [Int]]
+    let storage: Storage
+
+    init(tsv path: String) throws {
+        var shapes: [String: [Int]] = [:]
+        for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").dropFirst() {
+            let cols = line.split(separator: "\t")
+            guard cols.count == 3, cols[0].hasPrefix(UNet3D.prefix) else { continue }
+            shapes[String(cols[0])] = cols[1].split(separator: "x").compactMap { Int($0) }
+        }
+        self.shapes = shapes
+        storage = Storage(byteCount: (shapes.values.map { $0.reduce(1, *) }.max() ?? 1) * 4)
+    }
+
+    var tensorNames: [String] { shapes.keys.sorted() }
+
+    func tensor(named name: String) throws -> Tensor? {
+        guard let s = shapes[name] else { return nil }
+        return try Tensor(shape: s, dtype: .f32, storage: storage)
+    }
+}
+
+@Suite("VideoCrafter2 UNet block list at full size")
+struct UNetFullSizeTests {
+    @Test func realConfigBindsEveryCheckpointKey() throws {
+        let src = try ShapeOnlySource(tsv: Fixtures.path("videocrafter2-state-dict-keys.tsv"))
+        #expect(src.shapes.count == 1484)
+        // Strict binding: throws if any key is missing, left over or shaped differently.
+        let net = try UNet3D(config: ModelConfig.vc2_512.unet, weights: src)
+        #expect(net.sizeMultiple == 8)
+    }
+}
