@@ -90,12 +90,11 @@ struct TextEncoderTests {
         let base = try Fixtures.tinyModel()
         // The unused tensors (last block, projection, logit scale) are accepted as they are.
         _ = try Self.encoder(base)
-        var edited = EditedSource(base: base)
-        edited.removed = ["\(Self.prefix)transformer.resblocks.1.mlp.c_fc.bias"]
-        edited.replaced = [
+        // (EditedSource is the UNet tests' helper; `extra` entries also replace tensors of `base`.)
+        let edited = EditedSource(base: base, hidden: ["\(Self.prefix)transformer.resblocks.1.mlp.c_fc.bias"], extra: [
             "\(Self.prefix)ln_final.weight": Tensor(zeros: [33]),
             "\(Self.prefix)transformer.resblocks.3.ln_1.weight": Tensor(zeros: [32]),
-        ]
+        ])
         let error = try #require(throws: BindingError.self) { try Self.encoder(edited) }
         #expect(error.missing == ["\(Self.prefix)transformer.resblocks.1.mlp.c_fc.bias [128]"])
         #expect(error.misshapen == ["\(Self.prefix)ln_final.weight: expected [32], found [33]"])

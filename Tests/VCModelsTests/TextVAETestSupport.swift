@@ -62,25 +62,10 @@ struct WeightVariantSource: TensorSource {
     }
 }
 
-/// A source that hides, replaces or adds tensors of another one (binding-error tests).
-struct EditedSource: TensorSource {
-    let base: any TensorSource
-    var removed: Set<String> = []
-    var replaced: [String: Tensor] = [:]
-
-    var tensorNames: [String] { base.tensorNames.filter { !removed.contains($0) } + replaced.keys.filter { !base.tensorNames.contains($0) } }
-
-    func tensor(named name: String) throws -> Tensor? {
-        if removed.contains(name) { return nil }
-        if let t = replaced[name] { return t }
-        return try base.tensor(named: name)
-    }
-}
-
 /// Names and shapes of the full-size VC2 state dict's text / VAE tensors
-/// (fixtures/vc2-keys/text_vae_keys.tsv; "scalar" is shape []).
+/// (fixtures/videocrafter2-state-dict-keys.tsv; "scalar" is shape []).
 func fullSizeKeyShapes(prefix: String) throws -> [String: [Int]] {
-    let text = try String(contentsOfFile: Fixtures.path("vc2-keys/text_vae_keys.tsv"), encoding: .utf8)
+    let text = try String(contentsOfFile: Fixtures.path("videocrafter2-state-dict-keys.tsv"), encoding: .utf8)
     var out: [String: [Int]] = [:]
     for line in text.split(separator: "\n").dropFirst() {
         let cols = line.split(separator: "\t")

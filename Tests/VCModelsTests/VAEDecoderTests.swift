@@ -112,12 +112,11 @@ struct VAEDecoderTests {
 
     @Test func strictBindingListsEveryProblem() throws {
         let base = try Fixtures.tinyModel()
-        var edited = EditedSource(base: base)
-        edited.removed = ["\(Self.prefix)decoder.up.1.block.0.nin_shortcut.weight"]
-        edited.replaced = [
+        // (EditedSource is the UNet tests' helper; `extra` entries also replace tensors of `base`.)
+        let edited = EditedSource(base: base, hidden: ["\(Self.prefix)decoder.up.1.block.0.nin_shortcut.weight"], extra: [
             "\(Self.prefix)decoder.conv_out.weight": Tensor(zeros: [3, 64, 3, 3]),
             "\(Self.prefix)decoder.up.4.block.0.conv1.bias": Tensor(zeros: [64]),
-        ]
+        ])
         let error = try #require(throws: BindingError.self) { try Self.decoder(edited) }
         #expect(error.missing == ["\(Self.prefix)decoder.up.1.block.0.nin_shortcut.weight [32, 64, 1, 1]"])
         #expect(error.misshapen == ["\(Self.prefix)decoder.conv_out.weight: expected [3, 32, 3, 3], found [3, 64, 3, 3]"])
