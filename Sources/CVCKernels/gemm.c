@@ -4,13 +4,57 @@
 #include "internal.h"
 #include <cblas.h>
 
+static void sgemm1(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                   int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c,
+                (blasint)ldc);
+}
+
+typedef struct {
+    int ta, tb; int64_t m, n, k; float alpha; const float *a; int64_t lda; const float *b; int64_t ldb;
+    float beta; float *c; int64_t ldc; int split_m; int64_t per;
+} sgemm_ctx;
+
+// One task = a band of rows (split_m) or columns of C; OpenBLAS runs single-threaded inside.
+static void sgemm_task(void *vctx, int task) {
+    sgemm_ctx *g = vctx;
+    int64_t s0 = (int64_t)task * g->per, total = g->split_m ? g->m : g->n;
+    int64_t cnt = total - s0 < g->per ? total - s0 : g->per;
+    if (cnt <= 0) return;
+    if (g->split_m) {
+        const float *a = g->ta ? g->a + s0 : g->a + s0 * g->lda;
+        sgemm1(g->ta, g->tb, cnt, g->n, g->k, g->alpha, a, g->lda, g->b, g->ldb, g->beta, g->c + s0 * g->ldc, g->ldc);
+    } else {
+        const float *b = g->tb ? g->b + s0 * g->ldb : g->b + s0;
+        sgemm1(g->ta, g->tb, g->m, cnt, g->k, g->alpha, g->a, g->lda, b, g->ldb, g->beta, g->c + s0, g->ldc);
+    }
+}
+
 void vck_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                int64_t ldc) {
     if (m <= 0 || n <= 0) return;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c,
-                (blasint)ldc);
+    if (k <= 0) { // C = beta C (BLAS rejects the zero leading dimensions such a call may carry)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        return;
+    }
+    int threads = vck_get_threads(); // also makes sure OpenBLAS is single-threaded
+    double work = (double)m * (double)n * (double)k;
+    if (threads <= 1 || vck_in_parallel_region() || work < 4e6) {
+        sgemm1(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    sgemm_ctx g = {trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, m >= n, 0};
+    int64_t total = g.split_m ? m : n;
+    int tasks = threads;
+    if (total / (2 * threads) >= 128) tasks = 2 * threads;
+    int64_t per = (total + tasks - 1) / tasks;
+    per = (per + 15) / 16 * 16; // keep bands a multiple of the micro-kernel size
+    g.per = per;
+    vck_parallel_for((int)((total + per - 1) / per), sgemm_task, &g);
 }
 
 void vck_sgemm_ref(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -2,8 +2,17 @@
 #ifndef VCK_INTERNAL_H
 #define VCK_INTERNAL_H
 #include "CVCKernels.h"
+
+// No implicit a*b+c -> fma contraction: a SIMD function (compiled for AVX-512, where FMA exists)
+// and its baseline scalar twin must round identically. Kernels that want FMA call it explicitly.
+#pragma STDC FP_CONTRACT OFF
 #include <stdlib.h>
 #include <string.h>
+
+/// Multiversioned auto-vectorised loops (no -m flags on the target): the loader picks the best
+/// clone for the CPU. Only for code whose results do not depend on the vector width (elementwise
+/// work, or reductions the compiler may not reorder).
+#define VCK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 static inline int vck_has(uint32_t f) { return (vck_cpu_features() & f) == f; }
 #define VCK_AVX512_ALL (VCK_CPU_AVX512F | VCK_CPU_AVX512BW | VCK_CPU_AVX512VL)

@@ -48,6 +48,7 @@ public enum Ops {
     /// weight type.
     public static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil) throws -> Tensor {
         try requireF32(x, "linear input")
+        guard x.rank >= 1 else { throw TensorError.shapeMismatch("linear of a scalar \(x.shape)") }
         let k = channels(x), m = rows(x)
         var wt = try weight(w, k: k, what: "linear")
         let n = Int(wt.n)
@@ -83,7 +84,7 @@ public enum Ops {
         }
         let (n, h, wd, cin) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let (kh, kw) = (w.shape[2], w.shape[3])
-        guard stride >= 1, h + 2 * padding >= kh, wd + 2 * padding >= kw else {
+        guard stride >= 1, padding >= 0, kh >= 1, kw >= 1, h + 2 * padding >= kh, wd + 2 * padding >= kw else {
             throw TensorError.shapeMismatch("conv2d \(kh)x\(kw) stride \(stride) on \(h)x\(wd)")
         }
         let oh = (h + 2 * padding - kh) / stride + 1, ow = (wd + 2 * padding - kw) / stride + 1
@@ -104,6 +105,9 @@ public enum Ops {
             throw TensorError.shapeMismatch("temporal conv input \(x.shape) over \(t) frames with weight \(w.shape)")
         }
         let nseq = x.shape[0] / t, hw = x.shape[1] * x.shape[2], cin = x.shape[3], kt = w.shape[2]
+        guard kt >= 1, kt % 2 == 1 else {
+            throw TensorError.shapeMismatch("temporal conv kernel \(kt) frames: only odd kernels keep the frame count")
+        }
         var wt = try weight(w, k: cin * kt, what: "temporal conv")
         let cout = Int(wt.n)
         let y = Tensor(zeros: [x.shape[0], x.shape[1], x.shape[2], cout])
@@ -225,10 +229,20 @@ public enum Ops {
     public static func attention(sequences: Int, heads: Int, queries sq: Int, keys sk: Int, headDim d: Int,
                                  q: AttentionOperand, k: AttentionOperand, v: AttentionOperand, out: AttentionOperand,
                                  scale: Float, causal: Bool = false) throws {
+        guard sequences > 0, heads > 0, d > 0, sq > 0, sk > 0 else {
+            throw TensorError.shapeMismatch("attention of \(sequences) sequences, \(heads) heads x \(d), \(sq) queries, \(sk) keys")
+        }
         for (name, op, rows) in [("q", q, sq), ("k", k, sk), ("v", v, sk), ("out", out, sq)] {
             try requireF32(op.tensor, "attention \(name)")
-            let last = op.offset + (sequences - 1) * op.seqStride + (rows - 1) * op.rowStride + heads * d
-            guard sequences > 0, rows > 0, op.offset >= 0, last <= op.tensor.count else {
+            // Non-negative strides: the last element of the last row bounds every access.
+            let (a, o1) = (sequences - 1).multipliedReportingOverflow(by: op.seqStride)
+            let (b, o2) = (rows - 1).multipliedReportingOverflow(by: op.rowStride)
+            let (hd, o3) = heads.multipliedReportingOverflow(by: d)
+            let (ab, o4) = a.addingReportingOverflow(b)
+            let (abh, o5) = ab.addingReportingOverflow(hd)
+            let (last, o6) = abh.addingReportingOverflow(op.offset)
+            guard op.seqStride >= 0, op.rowStride >= 0, op.offset >= 0, !(o1 || o2 || o3 || o4 || o5 || o6),
+                  last <= op.tensor.count else {
                 throw TensorError.outOfBounds("attention \(name): \(sequences) sequences x \(rows) rows x \(heads) heads x \(d) exceed \(op.tensor.shape)")
             }
         }

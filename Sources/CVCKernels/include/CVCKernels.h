@@ -32,17 +32,27 @@ enum {
     VCK_CPU_AVX512BF16 = 1u << 7,
     VCK_CPU_SSE42 = 1u << 8,
 };
-/// Bit set of VCK_CPU_* detected at run time (cached after the first call).
+/// Bit set of VCK_CPU_* the dispatchers may use on the calling thread: detected & global mask &
+/// the calling thread's mask. Dispatchers read it on the calling thread and hand the decision to
+/// their pool tasks, so a thread mask covers the whole call.
 uint32_t vck_cpu_features(void);
-/// Restrict the features the dispatchers may use (mask & detected). Tests use this to force the
-/// scalar or AVX2 paths; 0xffffffff restores everything.
+/// Bit set of VCK_CPU_* detected at run time (cached after the first call), ignoring the masks.
+uint32_t vck_cpu_detected(void);
+/// Restrict the features the dispatchers may use, process-wide. 0xffffffff restores everything.
 void vck_cpu_set_mask(uint32_t mask);
+/// Restrict the features for calls made from the calling thread only (tests use this to force the
+/// scalar or AVX2 paths without affecting other threads). 0xffffffff restores everything.
+void vck_cpu_set_thread_mask(uint32_t mask);
 
-/// One setting for our thread pool and OpenBLAS (no oversubscription). n < 1 means "all cores".
+/// One setting for the whole numeric runtime: our thread pool gets n threads (the caller counts
+/// as one) and OpenBLAS stays single-threaded (vck_sgemm splits large products over the pool), so
+/// the cores are never oversubscribed. n < 1 means "all online cores". Safe to call repeatedly;
+/// workers are created on demand and never shut down. Ignored inside a pool task.
 void vck_set_threads(int n);
 int vck_get_threads(void);
-/// Runs fn(ctx, i) for i in [0, ntasks) on the pool (the caller participates). Nested calls run
-/// serially on the calling thread.
+/// Runs fn(ctx, i) for i in [0, ntasks) on the pool (the caller participates), each task exactly
+/// once; returns when all have finished. One region runs at a time (concurrent callers wait);
+/// calls made from inside a task run serially on the calling thread.
 void vck_parallel_for(int ntasks, void (*fn)(void *ctx, int task), void *ctx);
 
 // ---------------------------------------------------------------------------------------------
