@@ -1,8 +1,8 @@
-// Matrix products. f32 weights go straight to OpenBLAS; f16 / bf16 / q8_0 weights are expanded
-// to f32 one panel of rows at a time (bounded scratch) and multiplied with OpenBLAS. The
-// performance work replaces the latter with VNNI / BF16 kernels behind the same entry point.
+// Matrix products. f32 weights go to OpenBLAS (single-threaded, split over our pool for large
+// products); f16 / bf16 / q8_0 and packed weights go to the kernels of gemm_packed.c.
 #include "internal.h"
 #include <cblas.h>
+#include <math.h>
 
 static void sgemm1(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
@@ -84,6 +84,10 @@ size_t vck_weight_row_bytes(int dtype, int64_t k) {
 }
 
 void vck_weight_rows_f32(const vck_weight *w, int64_t row0, int64_t nrows, float *dst) {
+    if (w->dtype == VCK_W_PACKED) {
+        vck_packed_weight_rows_f32((const vck_packed_weight *)w->data, row0, nrows, dst);
+        return;
+    }
     size_t rb = vck_weight_row_bytes(w->dtype, w->k);
     const uint8_t *base = (const uint8_t *)w->data + (size_t)row0 * rb;
     for (int64_t r = 0; r < nrows; r++) {
@@ -110,20 +114,30 @@ static void add_bias(float *c, int64_t m, int64_t n, int64_t ldc, const float *b
 void vck_linear(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
                 float *c, int64_t ldc, float beta) {
     if (m <= 0 || w->n <= 0) return;
-    if (w->dtype == VCK_W_F32) {
-        vck_sgemm(0, 1, m, w->n, w->k, 1.0f, a, lda, (const float *)w->data, w->k, beta, c, ldc);
-    } else {
-        // Panels of rows: at most ~1 MiB of expanded weights at a time.
-        int64_t nb = (1 << 18) / (w->k > 0 ? w->k : 1);
-        if (nb < 16) nb = 16;
-        if (nb > w->n) nb = w->n;
-        float *panel = vck_alloc((size_t)nb * (size_t)w->k * sizeof(float));
-        for (int64_t n0 = 0; n0 < w->n; n0 += nb) {
-            int64_t cnt = w->n - n0 < nb ? w->n - n0 : nb;
-            vck_weight_rows_f32(w, n0, cnt, panel);
-            vck_sgemm(0, 1, m, cnt, w->k, 1.0f, a, lda, panel, w->k, beta, c + n0, ldc);
-        }
-        vck_free(panel);
+    if (w->dtype != VCK_W_F32 && w->k > 0) {
+        vck_linear_lowp(m, a, lda, w, bias, c, ldc, beta, 0);
+        return;
     }
+    // f32 weights (or K = 0: C = beta C + bias)
+    vck_sgemm(0, 1, m, w->n, w->k, 1.0f, a, lda, (const float *)w->data, w->k, beta, c, ldc);
     add_bias(c, m, w->n, ldc, bias);
+}
+
+void vck_linear_ref(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
+                    float *c, int64_t ldc, float beta) {
+    if (m <= 0 || w->n <= 0) return;
+    if (w->dtype != VCK_W_F32 && w->k > 0) {
+        vck_linear_lowp(m, a, lda, w, bias, c, ldc, beta, 1);
+        return;
+    }
+    const float *wf = w->data;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < w->n; j++) {
+            float acc = 0.0f;
+            for (int64_t p = 0; p < w->k; p++) acc = fmaf(a[i * lda + p], wf[j * w->k + p], acc);
+            float out = acc;
+            if (bias) out = out + bias[j];
+            if (beta != 0.0f) out = beta * c[i * ldc + j] + out;
+            c[i * ldc + j] = out;
+        }
 }

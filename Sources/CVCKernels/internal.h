@@ -23,4 +23,7 @@ void vck_free(void *p);
 /// Tells OpenBLAS how many threads to use for the next call (1 inside our own parallel regions).
 void vck_blas_threads(int n);
 int vck_in_parallel_region(void);
+/// vck_linear for f16 / bf16 / q8_0 / packed weights (gemm_packed.c); force_ref picks the scalar twin.
+void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias, float *c,
+                     int64_t ldc, float beta, int force_ref);
 #endif

@@ -90,7 +90,8 @@ float vck_dot_q8_0_ref(const vck_block_q8_0 *a, const vck_block_q8_0 *b, size_t 
 // Weights. A weight matrix is N rows (outputs) of K values (inputs), in PyTorch order (a conv
 // weight [Cout, Cin, kh, kw] is N = Cout rows of K = Cin*kh*kw).
 // ---------------------------------------------------------------------------------------------
-enum { VCK_W_F32 = 0, VCK_W_F16 = 1, VCK_W_BF16 = 2, VCK_W_Q8_0 = 3 };
+/// VCK_W_PACKED: `data` points to a vck_packed_weight (from vck_pack_weight); n and k as packed.
+enum { VCK_W_F32 = 0, VCK_W_F16 = 1, VCK_W_BF16 = 2, VCK_W_Q8_0 = 3, VCK_W_PACKED = 16 };
 typedef struct {
     const void *data;
     int dtype;      // VCK_W_*
@@ -103,9 +104,37 @@ size_t vck_weight_row_bytes(int dtype, int64_t k);
 void vck_weight_rows_f32(const vck_weight *w, int64_t row0, int64_t nrows, float *dst);
 
 /// C[M, N] (leading dimension ldc) = A[M, K] (lda) x W^T + bias (bias may be NULL), with
-/// beta = 0 (overwrite) or 1 (accumulate). Threads split the work.
+/// beta = 0 (overwrite) or 1 (accumulate). Threads split the work; results do not depend on the
+/// thread count.
+/// - f32 weights: OpenBLAS (fp32 accurate).
+/// - f16 weights: fp32 arithmetic with the exact f16 values (F16C + FMA), fp32 accurate.
+/// - bf16 weights: activations rounded to bf16 (RNE), products accumulated in fp32
+///   (AVX512-BF16 vdpbf16ps semantics).
+/// - q8_0 weights: activations quantized on the fly per 32-block (s = amax/127, int8, round to
+///   nearest even), exact int32 block dots (AVX512-VNNI), scaled by both scales in fp32.
+/// See gemm_packed.c for the exact arithmetic; vck_linear_ref is its bit-exact scalar twin for
+/// f16 / bf16 / q8_0 (except denormals on the AVX2 bf16 path).
 void vck_linear(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
                 float *c, int64_t ldc, float beta);
+/// The scalar reference of vck_linear (f32 weights: a plain fma loop over k).
+void vck_linear_ref(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
+                    float *c, int64_t ldc, float beta);
+
+/// A weight repacked once for the GEMM kernels (f16, bf16 and q8_0; column panels of 16
+/// outputs). Pass it as vck_weight{data: packed, dtype: VCK_W_PACKED, n, k} to vck_linear,
+/// vck_conv2d_nhwc or vck_conv_temporal to skip the per-call repacking; results are identical.
+typedef struct vck_packed_weight vck_packed_weight;
+/// NULL for f32 weights (nothing to gain), empty weights, or when memory runs out.
+vck_packed_weight *vck_pack_weight(const vck_weight *w);
+void vck_packed_weight_free(vck_packed_weight *p);
+/// Bytes of packed data, and the source dtype (VCK_W_*).
+size_t vck_packed_weight_bytes(const vck_packed_weight *p);
+int vck_packed_weight_dtype(const vck_packed_weight *p);
+/// Rows of a packed weight as f32 (the values the GEMM multiplies with).
+void vck_packed_weight_rows_f32(const vck_packed_weight *p, int64_t row0, int64_t nrows, float *dst);
+/// The activation quantizer of the q8_0 GEMM for one row of k values: ceil(k/32) blocks of 32
+/// int8 (zero padded) in q, their scales in s, and -128 * sum(q) per block in corr.
+void vck_quantize_act_q8_ref(const float *x, int64_t k, int8_t *q, float *s, int32_t *corr);
 
 /// Plain f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta C, row-major (a thin cblas_sgemm wrapper).
 void vck_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
