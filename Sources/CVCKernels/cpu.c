@@ -23,6 +23,7 @@ static uint32_t detect(void) {
     if (__builtin_cpu_supports("avx512vnni")) f |= VCK_CPU_AVX512VNNI;
     if (__builtin_cpu_supports("avx512bf16")) f |= VCK_CPU_AVX512BF16;
     if (__builtin_cpu_supports("sse4.2")) f |= VCK_CPU_SSE42;
+    if (__builtin_cpu_is("intel")) f |= VCK_CPU_BF16_VIA_FMA;
     return f;
 }
 

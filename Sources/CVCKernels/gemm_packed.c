@@ -11,7 +11,8 @@
 //   f16:  activations stay f32; per output, acc = fma(a[k], w[k], acc) for k = 0, 1, ...
 //   bf16: activations rounded to bf16 (RNE); per output and pair p, the vdpbf16ps order:
 //         acc += a[2p+1] w[2p+1], then acc += a[2p] w[2p], each an fma with denormal inputs read
-//         as zero and denormal results flushed to zero (the AVX2 path skips DAZ/FTZ).
+//         as zero and denormal results flushed to zero. Where vdpbf16ps is slow (Intel, see
+//         VCK_CPU_BF16_VIA_FMA) and on AVX2 the same fmas run in fp32 without DAZ/FTZ.
 //   q8_0: each 32-block of an activation row is quantized on the fly: s = amax / 127,
 //         q = rne(x * (127 / amax)) (a NaN in the block makes s NaN); per output and block b the
 //         exact int32 dot isum = sum q_a q_w, then acc = fma((float)isum, d_w * s, acc).
@@ -218,7 +219,9 @@ typedef struct {
     int64_t m, n, k, nb;
     // activations (rows [0, m) of the current super-block)
     const float *a; int64_t lda;                       // f16: f32 rows
-    const uint32_t *abf;                               // bf16: nb u32 pairs per row
+    const uint32_t *abf;                               // bf16 (vdpbf16ps): nb u32 pairs per row
+    const float *abf32;                                // bf16 (fma): 2*nb bf16-rounded floats per row
+    int bf16_fma;
     const int8_t *aq; const float *as; const int32_t *acorr; // q8: nb*32 / nb / nb per row
     // weights
     const uint8_t *w; size_t gstride;
@@ -354,6 +357,31 @@ T512 void bf16_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
     }
 }
 
+// bf16 with AVX-512F FMA: weights widened to fp32 (exact), activations already bf16-rounded
+// fp32; per pair the vdpbf16ps order (odd k, then even k).
+T512 void bf16fma_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
+    __m512 acc[8][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    const uint8_t *w0 = p->w + (size_t)g0 * p->gstride, *w1 = w0 + p->gstride;
+    const float *arow[8];
+    for (int r = 0; r < R; r++) arow[r] = p->abf32 + (m0 + r) * p->nb * 2;
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    for (int64_t q = 0; q < p->nb; q++) {
+        __m512i v0 = _mm512_load_si512((const void *)(w0 + q * 64)), v1 = _mm512_load_si512((const void *)(w1 + q * 64));
+        __m512 l0 = _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), h0 = _mm512_castsi512_ps(_mm512_and_si512(v0, hi));
+        __m512 l1 = _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)), h1 = _mm512_castsi512_ps(_mm512_and_si512(v1, hi));
+        for (int r = 0; r < R; r++) {
+            __m512 ah = _mm512_set1_ps(arow[r][2 * q + 1]), al = _mm512_set1_ps(arow[r][2 * q]);
+            acc[r][0] = _mm512_fmadd_ps(al, l0, _mm512_fmadd_ps(ah, h0, acc[r][0]));
+            acc[r][1] = _mm512_fmadd_ps(al, l1, _mm512_fmadd_ps(ah, h1, acc[r][1]));
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        store512(p, m0 + r, g0 * 16, acc[r][0]);
+        store512(p, m0 + r, g0 * 16 + 16, acc[r][1]);
+    }
+}
+
 T512 void f16_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
     __m512 acc[8][2];
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -390,6 +418,7 @@ T512 void f16_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")))
 static void tile512(const mm_ctx *p, int64_t m0, int rows, int64_t g0) {
     if (p->dtype == VCK_W_Q8_0) { DISPATCH_ROWS(q8_tile512, p, m0, rows, g0, 6) }
+    else if (p->dtype == VCK_W_BF16 && p->bf16_fma) { DISPATCH_ROWS(bf16fma_tile512, p, m0, rows, g0, 8) }
     else if (p->dtype == VCK_W_BF16) { DISPATCH_ROWS(bf16_tile512, p, m0, rows, g0, 8) }
     else { DISPATCH_ROWS(f16_tile512, p, m0, rows, g0, 8) }
 }
@@ -545,7 +574,7 @@ static void mm_task(void *vctx, int task) {
     }
 }
 
-typedef struct { const float *a; int64_t lda, k, nb, rows_per; int8_t *q; float *s; int32_t *corr; uint32_t *bf; int simd, dtype; int64_t m; } prep_ctx;
+typedef struct { const float *a; int64_t lda, k, nb, rows_per; int8_t *q; float *s; int32_t *corr; uint32_t *bf; int simd, dtype; int64_t m; float *bf32; } prep_ctx;
 
 static void prep_task(void *vctx, int task) {
     prep_ctx *c = vctx;
@@ -555,19 +584,32 @@ static void prep_task(void *vctx, int task) {
         if (c->dtype == VCK_W_Q8_0) {
             if (c->simd) quantize_act_q8_avx512(x, c->k, c->q + r * c->nb * 32, c->s + r * c->nb, c->corr + r * c->nb);
             else vck_quantize_act_q8_ref(x, c->k, c->q + r * c->nb * 32, c->s + r * c->nb, c->corr + r * c->nb);
-        } else { // bf16 pairs: RNE, zero padded to an even count
+        } else if (c->bf) { // bf16 pairs: RNE, zero padded to an even count
             uint16_t *dst = (uint16_t *)(c->bf + r * c->nb);
             if (c->simd) vck_f32_to_bf16(x, dst, (size_t)c->k); else vck_f32_to_bf16_ref(x, dst, (size_t)c->k);
             if (c->k % 2) dst[c->k] = 0;
+        } else { // the same values widened back to fp32 (for the fma kernels)
+            float *dst = c->bf32 + r * c->nb * 2;
+            uint16_t tmp[256];
+            for (int64_t k0 = 0; k0 < c->k; k0 += 256) {
+                int64_t cnt = c->k - k0 < 256 ? c->k - k0 : 256;
+                vck_f32_to_bf16(x + k0, tmp, (size_t)cnt);
+                vck_bf16_to_f32(tmp, dst + k0, (size_t)cnt);
+            }
+            if (c->k % 2) dst[c->k] = 0.0f;
         }
     }
 }
 
-static int choose_kind(int dtype, uint32_t f) {
+static int choose_kind(int dtype, uint32_t f, int *bf16_fma) {
     const uint32_t avx512 = VCK_CPU_AVX512F | VCK_CPU_AVX512BW | VCK_CPU_AVX512VL;
     const uint32_t avx2 = VCK_CPU_AVX2 | VCK_CPU_FMA | VCK_CPU_F16C;
+    *bf16_fma = 0;
     if (dtype == VCK_W_Q8_0 && (f & (avx512 | VCK_CPU_AVX512VNNI)) == (avx512 | VCK_CPU_AVX512VNNI)) return K_AVX512;
-    if (dtype == VCK_W_BF16 && (f & (avx512 | VCK_CPU_AVX512BF16)) == (avx512 | VCK_CPU_AVX512BF16)) return K_AVX512;
+    if (dtype == VCK_W_BF16 && (f & (avx512 | VCK_CPU_AVX512BF16)) == (avx512 | VCK_CPU_AVX512BF16) &&
+        !(f & VCK_CPU_BF16_VIA_FMA))
+        return K_AVX512;
+    if (dtype == VCK_W_BF16 && (f & (avx512 | VCK_CPU_FMA)) == (avx512 | VCK_CPU_FMA)) { *bf16_fma = 1; return K_AVX512; }
     if (dtype == VCK_W_F16 && (f & (avx512 | VCK_CPU_F16C | VCK_CPU_FMA)) == (avx512 | VCK_CPU_F16C | VCK_CPU_FMA)) return K_AVX512;
     if ((f & avx2) == avx2) return K_AVX2;
     return K_REF;
@@ -577,10 +619,11 @@ static int choose_kind(int dtype, uint32_t f) {
 #define VCK_PREP_BYTES (8u << 20)
 
 static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed_weight *pw, const float *bias,
-                        float *c, int64_t ldc, float beta, int kind) {
+                        float *c, int64_t ldc, float beta, int kind, int bf16_fma) {
     mm_ctx p = {0};
     p.dtype = pw->dtype;
     p.kind = kind;
+    p.bf16_fma = bf16_fma;
     p.n = pw->n;
     p.k = pw->k;
     p.nb = pw->nb;
@@ -589,7 +632,7 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
     p.ldc = ldc;
     p.bias = bias;
     p.beta = beta;
-    size_t row_bytes = p.dtype == VCK_W_Q8_0 ? (size_t)p.nb * 40 : p.dtype == VCK_W_BF16 ? (size_t)p.nb * 4 : 0;
+    size_t row_bytes = p.dtype == VCK_W_Q8_0 ? (size_t)p.nb * 40 : p.dtype == VCK_W_BF16 ? (size_t)p.nb * (bf16_fma ? 8 : 4) : 0;
     int64_t ms = row_bytes ? (int64_t)(VCK_PREP_BYTES / row_bytes) : m;
     if (ms < 64) ms = 64;
     if (ms > m) ms = m;
@@ -603,12 +646,15 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
         p.lda = lda;
         p.c = c + m0 * ldc;
         if (row_bytes) {
-            prep_ctx pc = {p.a, lda, p.k, p.nb, 16, NULL, NULL, NULL, NULL, kind == K_AVX512, p.dtype, mm};
+            prep_ctx pc = {p.a, lda, p.k, p.nb, 16, NULL, NULL, NULL, NULL, kind == K_AVX512, p.dtype, mm, NULL};
             if (p.dtype == VCK_W_Q8_0) {
                 pc.q = (int8_t *)scratch;
                 pc.s = (float *)(scratch + (size_t)mm * p.nb * 32);
                 pc.corr = (int32_t *)(scratch + (size_t)mm * p.nb * 36);
                 p.aq = pc.q; p.as = pc.s; p.acorr = pc.corr;
+            } else if (bf16_fma) {
+                pc.bf32 = (float *)scratch;
+                p.abf32 = pc.bf32;
             } else {
                 pc.bf = (uint32_t *)scratch;
                 p.abf = pc.bf;
@@ -634,15 +680,17 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
 void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias, float *c,
                      int64_t ldc, float beta, int force_ref) {
     int dtype = w->dtype == VCK_W_PACKED ? ((const vck_packed_weight *)w->data)->dtype : w->dtype;
-    int kind = force_ref ? K_REF : choose_kind(dtype, vck_cpu_features());
+    int bf16_fma = 0;
+    int kind = choose_kind(dtype, vck_cpu_features(), &bf16_fma);
+    if (force_ref) kind = K_REF, bf16_fma = 0;
     if (w->dtype == VCK_W_PACKED) {
-        gemm_packed(m, a, lda, (const vck_packed_weight *)w->data, bias, c, ldc, beta, kind);
+        gemm_packed(m, a, lda, (const vck_packed_weight *)w->data, bias, c, ldc, beta, kind, bf16_fma);
         return;
     }
     vck_packed_weight tmp;
     if (!init_packed(w, &tmp)) return;
     tmp.data = vck_alloc((size_t)tmp.groups * tmp.gstride);
     pack_into(w, &tmp);
-    gemm_packed(m, a, lda, &tmp, bias, c, ldc, beta, kind);
+    gemm_packed(m, a, lda, &tmp, bias, c, ldc, beta, kind, bf16_fma);
     vck_free(tmp.data);
 }

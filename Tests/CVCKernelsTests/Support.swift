@@ -22,10 +22,11 @@ let awkwardSizes = [1, 2, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1023, 1025]
 
 /// The dispatch paths a kernel is run on: everything the CPU has, AVX2 only, and scalar.
 enum Path: String, CaseIterable, CustomTestStringConvertible {
-    case best, avx2, scalar
+    case best, bf16dot, avx2, scalar
     var mask: UInt32 {
         switch self {
         case .best: return 0xffff_ffff
+        case .bf16dot: return ~UInt32(VCK_CPU_BF16_VIA_FMA) // vdpbf16ps even where FMA is preferred
         case .avx2: return UInt32(VCK_CPU_AVX2) | UInt32(VCK_CPU_FMA) | UInt32(VCK_CPU_F16C) | UInt32(VCK_CPU_SSE42)
         case .scalar: return 0
         }

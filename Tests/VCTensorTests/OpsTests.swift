@@ -209,3 +209,31 @@ struct OpsErrorTests {
         }
     }
 }
+
+@Suite("PackedWeight")
+struct PackedWeightTests {
+    @Test func packedWeightsGiveTheSameBits() throws {
+        var rng = SystemRandomNumberGenerator()
+        let x = try Tensor(shape: [2, 5, 6, 7], floats: (0..<420).map { _ in Float.random(in: -1...1, using: &rng) })
+        let wc = try Tensor(shape: [9, 7, 3, 3], floats: (0..<567).map { _ in Float.random(in: -0.2...0.2, using: &rng) })
+        let wt = try Tensor(shape: [9, 7, 3, 1, 1], floats: (0..<189).map { _ in Float.random(in: -0.2...0.2, using: &rng) })
+        let wl = try Tensor(shape: [11, 7], floats: (0..<77).map { _ in Float.random(in: -0.2...0.2, using: &rng) })
+        let b = try Tensor(shape: [9], floats: (0..<9).map { Float($0) })
+        let cache = PackedWeightCache()
+        for dtype in [DType.f32, .f16, .bf16, .q8_0] {
+            let c = try wc.converted(to: dtype), t = try wt.converted(to: dtype), l = try wl.converted(to: dtype)
+            let pc = try cache.packed(c), pt = try PackedWeight(t), pl = try PackedWeight(l)
+            #expect(try Ops.conv2d(x, pc, b, stride: 2).floats() == Ops.conv2d(x, c, b, stride: 2).floats(), "\(dtype)")
+            #expect(try Ops.convTemporal(x, frames: 2, pt, b).floats() == Ops.convTemporal(x, frames: 2, t, b).floats(), "\(dtype)")
+            #expect(try Ops.linear(x, pl).floats() == Ops.linear(x, l).floats(), "\(dtype)")
+            #expect(pl.floats() == l.floats())
+            #expect(pc.shape == [9, 7, 3, 3] && pc.dtype == dtype)
+            #expect(try cache.packed(c) === pc) // packed once
+            #expect(dtype == .f32 ? pl.byteCount == 0 : pl.byteCount >= 11 * 7)
+            #expect(throws: TensorError.self) { try Ops.linear(x, pc) } // takes 63 inputs, not 7
+        }
+        #expect(cache.count == 4)
+        #expect(throws: TensorError.self) { try PackedWeight(try Tensor(shape: [2], dtype: .i32, bytes: [UInt8](repeating: 0, count: 8))) }
+        #expect(throws: TensorError.self) { try PackedWeight(Tensor(zeros: [0, 3])) }
+    }
+}
