@@ -17,11 +17,15 @@
 //         q = rne(x * (127 / amax)) (a NaN in the block makes s NaN); per output and block b the
 //         exact int32 dot isum = sum q_a q_w, then acc = fma((float)isum, d_w * s, acc).
 //   Then out = acc (+ bias[n]) and, when beta != 0, out = beta * C + out.
+// With vck_set_gemm_precision(VCK_GEMM_EXACT) activations stay fp32 (weight-only error):
+//   bf16: acc = fma(a[k], w[k], acc) for k = 0, 1, ... (as f16);
+//   q8_0: per block accb = fma(a[k], q_w[k], accb) over its k, then acc = fma(accb, d_w, acc).
 // Parallel over tiles of rows x columns; every output is computed by one thread in a fixed order,
 // so results do not depend on the thread count.
 #include "internal.h"
 #include <immintrin.h>
 #include <math.h>
+#include <stdatomic.h>
 
 struct vck_packed_weight {
     int dtype;        // VCK_W_F16, VCK_W_BF16 or VCK_W_Q8_0 (the source type)
@@ -210,6 +214,27 @@ static void quantize_act_q8_avx512(const float *x, int64_t k, int8_t *q, float *
 }
 
 // ---------------------------------------------------------------------------------------------
+// Activation precision
+// ---------------------------------------------------------------------------------------------
+static _Atomic int g_precision = -1; // -1: not yet read from VCK_GEMM_PRECISION
+static _Thread_local int t_precision = -1;
+
+void vck_set_gemm_precision(int precision) { atomic_store(&g_precision, precision == VCK_GEMM_EXACT ? VCK_GEMM_EXACT : VCK_GEMM_FAST); }
+void vck_set_thread_gemm_precision(int precision) { t_precision = precision < 0 ? -1 : precision == VCK_GEMM_EXACT ? VCK_GEMM_EXACT : VCK_GEMM_FAST; }
+int vck_get_gemm_precision(void) {
+    if (t_precision >= 0) return t_precision;
+    int p = atomic_load(&g_precision);
+    if (p < 0) {
+        const char *env = getenv("VCK_GEMM_PRECISION");
+        int want = env && strcmp(env, "exact") == 0 ? VCK_GEMM_EXACT : VCK_GEMM_FAST;
+        int expected = -1;
+        atomic_compare_exchange_strong(&g_precision, &expected, want);
+        p = atomic_load(&g_precision);
+    }
+    return p;
+}
+
+// ---------------------------------------------------------------------------------------------
 // The GEMM driver: shared by every dtype and instruction set
 // ---------------------------------------------------------------------------------------------
 enum { K_REF, K_AVX2, K_AVX512 };
@@ -222,6 +247,7 @@ typedef struct {
     const uint32_t *abf;                               // bf16 (vdpbf16ps): nb u32 pairs per row
     const float *abf32;                                // bf16 (fma): 2*nb bf16-rounded floats per row
     int bf16_fma;
+    int exact;                                         // fp32 activations for bf16 / q8_0
     const int8_t *aq; const float *as; const int32_t *acorr; // q8: nb*32 / nb / nb per row
     // weights
     const uint8_t *w; size_t gstride;
@@ -264,6 +290,27 @@ static void tile_ref(const mm_ctx *p, int64_t m0, int rows, int64_t g0) {
                     uint16_t h;
                     memcpy(&h, g + k * 32 + lane * 2, 2);
                     acc = fmaf(a[k], h2f1(h), acc);
+                }
+            } else if (p->dtype == VCK_W_BF16 && p->exact) {
+                const float *a = p->a + m * p->lda;
+                for (int64_t k = 0; k < p->k; k++) {
+                    uint32_t wv;
+                    memcpy(&wv, g + (k / 2) * 64 + lane * 4, 4);
+                    uint32_t bits = (k % 2 ? wv & 0xffff0000u : wv << 16);
+                    float wf;
+                    memcpy(&wf, &bits, 4);
+                    acc = fmaf(a[k], wf, acc);
+                }
+            } else if (p->dtype == VCK_W_Q8_0 && p->exact) {
+                const float *a = p->a + m * p->lda;
+                for (int64_t b = 0; b < p->nb; b++) {
+                    const uint8_t *blk = g + b * Q8_GROUP_BLOCK;
+                    float accb = 0.0f;
+                    for (int64_t i = 0; i < 32 && b * 32 + i < p->k; i++)
+                        accb = fmaf(a[b * 32 + i], (float)(int8_t)(blk[(i / 4) * 64 + lane * 4 + i % 4] ^ 0x80u), accb);
+                    float d;
+                    memcpy(&d, blk + 512 + lane * 4, 4);
+                    acc = fmaf(accb, d, acc);
                 }
             } else if (p->dtype == VCK_W_BF16) {
                 const uint32_t *a = p->abf + m * p->nb;
@@ -382,6 +429,80 @@ T512 void bf16fma_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) 
     }
 }
 
+// Exact-activation kernels (fp32 activations, weights widened to fp32).
+T512 void bf16x_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
+    __m512 acc[8][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    const uint8_t *w0 = p->w + (size_t)g0 * p->gstride, *w1 = w0 + p->gstride;
+    const float *arow[8];
+    for (int r = 0; r < R; r++) arow[r] = p->a + (m0 + r) * p->lda;
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    for (int64_t q = 0; q < p->nb; q++) {
+        __m512i v0 = _mm512_load_si512((const void *)(w0 + q * 64)), v1 = _mm512_load_si512((const void *)(w1 + q * 64));
+        __m512 l0 = _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), l1 = _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16));
+        for (int r = 0; r < R; r++) {
+            __m512 al = _mm512_set1_ps(arow[r][2 * q]);
+            acc[r][0] = _mm512_fmadd_ps(al, l0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(al, l1, acc[r][1]);
+        }
+        if (2 * q + 1 < p->k) {
+            __m512 h0 = _mm512_castsi512_ps(_mm512_and_si512(v0, hi)), h1 = _mm512_castsi512_ps(_mm512_and_si512(v1, hi));
+            for (int r = 0; r < R; r++) {
+                __m512 ah = _mm512_set1_ps(arow[r][2 * q + 1]);
+                acc[r][0] = _mm512_fmadd_ps(ah, h0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(ah, h1, acc[r][1]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        store512(p, m0 + r, g0 * 16, acc[r][0]);
+        store512(p, m0 + r, g0 * 16 + 16, acc[r][1]);
+    }
+}
+
+// Byte t of every u32 lane of (packed ^ 0x80808080) as a signed value in fp32.
+T512 __m512 q8_lane512(__m512i xs, const int t) {
+    return _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(xs, 24 - 8 * t), 24));
+}
+
+T512 void q8x_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
+    __m512 acc[6][2], ab[6][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    const uint8_t *w0 = p->w + (size_t)g0 * p->gstride, *w1 = w0 + p->gstride;
+    const float *arow[6];
+    for (int r = 0; r < R; r++) arow[r] = p->a + (m0 + r) * p->lda;
+    const __m512i flip = _mm512_set1_epi32((int)0x80808080u);
+    for (int64_t b = 0; b < p->nb; b++) {
+        const uint8_t *b0 = w0 + b * Q8_GROUP_BLOCK, *b1 = w1 + b * Q8_GROUP_BLOCK;
+        int64_t kmax = p->k - b * 32 < 32 ? p->k - b * 32 : 32;
+        for (int r = 0; r < R; r++) ab[r][0] = ab[r][1] = _mm512_setzero_ps();
+        for (int s = 0; s < 8 && 4 * s < kmax; s++) {
+            __m512i x0 = _mm512_xor_si512(_mm512_load_si512((const void *)(b0 + s * 64)), flip);
+            __m512i x1 = _mm512_xor_si512(_mm512_load_si512((const void *)(b1 + s * 64)), flip);
+#define Q8X_STEP(t)                                                                                \
+            if (4 * s + (t) < kmax) {                                                              \
+                __m512 f0 = q8_lane512(x0, t), f1 = q8_lane512(x1, t);                             \
+                for (int r = 0; r < R; r++) {                                                      \
+                    __m512 av = _mm512_set1_ps(arow[r][b * 32 + 4 * s + (t)]);                     \
+                    ab[r][0] = _mm512_fmadd_ps(av, f0, ab[r][0]);                                  \
+                    ab[r][1] = _mm512_fmadd_ps(av, f1, ab[r][1]);                                  \
+                }                                                                                  \
+            }
+            Q8X_STEP(0) Q8X_STEP(1) Q8X_STEP(2) Q8X_STEP(3)
+#undef Q8X_STEP
+        }
+        __m512 d0 = _mm512_load_ps((const float *)(b0 + 512)), d1 = _mm512_load_ps((const float *)(b1 + 512));
+        for (int r = 0; r < R; r++) {
+            acc[r][0] = _mm512_fmadd_ps(ab[r][0], d0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(ab[r][1], d1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        store512(p, m0 + r, g0 * 16, acc[r][0]);
+        store512(p, m0 + r, g0 * 16 + 16, acc[r][1]);
+    }
+}
+
 T512 void f16_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
     __m512 acc[8][2];
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -417,7 +538,9 @@ T512 void f16_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")))
 static void tile512(const mm_ctx *p, int64_t m0, int rows, int64_t g0) {
-    if (p->dtype == VCK_W_Q8_0) { DISPATCH_ROWS(q8_tile512, p, m0, rows, g0, 6) }
+    if (p->dtype == VCK_W_Q8_0 && p->exact) { DISPATCH_ROWS(q8x_tile512, p, m0, rows, g0, 6) }
+    else if (p->dtype == VCK_W_BF16 && p->exact) { DISPATCH_ROWS(bf16x_tile512, p, m0, rows, g0, 8) }
+    else if (p->dtype == VCK_W_Q8_0) { DISPATCH_ROWS(q8_tile512, p, m0, rows, g0, 6) }
     else if (p->dtype == VCK_W_BF16 && p->bf16_fma) { DISPATCH_ROWS(bf16fma_tile512, p, m0, rows, g0, 8) }
     else if (p->dtype == VCK_W_BF16) { DISPATCH_ROWS(bf16_tile512, p, m0, rows, g0, 8) }
     else { DISPATCH_ROWS(f16_tile512, p, m0, rows, g0, 8) }
@@ -517,12 +640,82 @@ T256 void f16_tile256(const mm_ctx *p, int64_t m0, int64_t g, const int R) {
     }
 }
 
+T256 void bf16x_tile256(const mm_ctx *p, int64_t m0, int64_t g, const int R) {
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const uint8_t *w0 = p->w + (size_t)g * p->gstride;
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    for (int64_t q = 0; q < p->nb; q++) {
+        __m256i v[2];
+        for (int h = 0; h < 2; h++) v[h] = _mm256_load_si256((const __m256i *)(w0 + q * 64 + h * 32));
+        for (int r = 0; r < R; r++) {
+            __m256 al = _mm256_set1_ps(p->a[(m0 + r) * p->lda + 2 * q]);
+            for (int h = 0; h < 2; h++) acc[r][h] = _mm256_fmadd_ps(al, _mm256_castsi256_ps(_mm256_slli_epi32(v[h], 16)), acc[r][h]);
+        }
+        if (2 * q + 1 < p->k) {
+            for (int r = 0; r < R; r++) {
+                __m256 ah = _mm256_set1_ps(p->a[(m0 + r) * p->lda + 2 * q + 1]);
+                for (int h = 0; h < 2; h++) acc[r][h] = _mm256_fmadd_ps(ah, _mm256_castsi256_ps(_mm256_and_si256(v[h], hi)), acc[r][h]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        store256(p, m0 + r, g * 16, acc[r][0]);
+        store256(p, m0 + r, g * 16 + 8, acc[r][1]);
+    }
+}
+
+T256 void q8x_tile256(const mm_ctx *p, int64_t m0, int64_t g, const int R) {
+    __m256 acc[2][2], ab[2][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const uint8_t *w0 = p->w + (size_t)g * p->gstride;
+    const __m256i flip = _mm256_set1_epi32((int)0x80808080u);
+    for (int64_t b = 0; b < p->nb; b++) {
+        const uint8_t *blk = w0 + b * Q8_GROUP_BLOCK;
+        int64_t kmax = p->k - b * 32 < 32 ? p->k - b * 32 : 32;
+        for (int r = 0; r < R; r++) ab[r][0] = ab[r][1] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < kmax; i++) {
+            int s = (int)(i / 4), t = (int)(i % 4);
+            __m256 f[2];
+            for (int h = 0; h < 2; h++) {
+                __m256i x = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(blk + s * 64 + h * 32)), flip);
+                __m256i sh = _mm256_sllv_epi32(x, _mm256_set1_epi32(24 - 8 * t));
+                f[h] = _mm256_cvtepi32_ps(_mm256_srai_epi32(sh, 24));
+            }
+            for (int r = 0; r < R; r++) {
+                __m256 av = _mm256_set1_ps(p->a[(m0 + r) * p->lda + b * 32 + i]);
+                for (int h = 0; h < 2; h++) ab[r][h] = _mm256_fmadd_ps(av, f[h], ab[r][h]);
+            }
+        }
+        for (int r = 0; r < R; r++)
+            for (int h = 0; h < 2; h++)
+                acc[r][h] = _mm256_fmadd_ps(ab[r][h], _mm256_load_ps((const float *)(blk + 512 + h * 32)), acc[r][h]);
+    }
+    for (int r = 0; r < R; r++) {
+        store256(p, m0 + r, g * 16, acc[r][0]);
+        store256(p, m0 + r, g * 16 + 8, acc[r][1]);
+    }
+}
+
 __attribute__((target("avx2,fma,f16c")))
 static void tile256(const mm_ctx *p, int64_t m0, int rows, int64_t g0) {
     // The AVX2 kernels cover one group (16 columns) and fewer rows per call.
     for (int64_t g = g0; g < g0 + 2; g++) {
         if (g * 16 >= p->n) break;
-        if (p->dtype == VCK_W_Q8_0) {
+        if (p->dtype == VCK_W_Q8_0 && p->exact) {
+            for (int r = 0; r < rows; r += 2) {
+                if (rows - r >= 2) q8x_tile256(p, m0 + r, g, 2); else q8x_tile256(p, m0 + r, g, 1);
+            }
+        } else if (p->dtype == VCK_W_BF16 && p->exact) {
+            for (int r = 0; r < rows; r += 4) {
+                switch (rows - r) {
+                case 1: bf16x_tile256(p, m0 + r, g, 1); break;
+                case 2: bf16x_tile256(p, m0 + r, g, 2); break;
+                case 3: bf16x_tile256(p, m0 + r, g, 3); break;
+                default: bf16x_tile256(p, m0 + r, g, 4); break;
+                }
+            }
+        } else if (p->dtype == VCK_W_Q8_0) {
             for (int r = 0; r < rows; r += 2) {
                 if (rows - r >= 2) q8_tile256(p, m0 + r, g, 2); else q8_tile256(p, m0 + r, g, 1);
             }
@@ -601,10 +794,14 @@ static void prep_task(void *vctx, int task) {
     }
 }
 
-static int choose_kind(int dtype, uint32_t f, int *bf16_fma) {
+static int choose_kind(int dtype, uint32_t f, int *bf16_fma, int exact) {
     const uint32_t avx512 = VCK_CPU_AVX512F | VCK_CPU_AVX512BW | VCK_CPU_AVX512VL;
     const uint32_t avx2 = VCK_CPU_AVX2 | VCK_CPU_FMA | VCK_CPU_F16C;
     *bf16_fma = 0;
+    if (exact && dtype != VCK_W_F16) {
+        if ((f & (avx512 | VCK_CPU_FMA)) == (avx512 | VCK_CPU_FMA)) return K_AVX512;
+        return (f & avx2) == avx2 ? K_AVX2 : K_REF;
+    }
     if (dtype == VCK_W_Q8_0 && (f & (avx512 | VCK_CPU_AVX512VNNI)) == (avx512 | VCK_CPU_AVX512VNNI)) return K_AVX512;
     if (dtype == VCK_W_BF16 && (f & (avx512 | VCK_CPU_AVX512BF16)) == (avx512 | VCK_CPU_AVX512BF16) &&
         !(f & VCK_CPU_BF16_VIA_FMA))
@@ -619,11 +816,12 @@ static int choose_kind(int dtype, uint32_t f, int *bf16_fma) {
 #define VCK_PREP_BYTES (8u << 20)
 
 static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed_weight *pw, const float *bias,
-                        float *c, int64_t ldc, float beta, int kind, int bf16_fma) {
+                        float *c, int64_t ldc, float beta, int kind, int bf16_fma, int exact) {
     mm_ctx p = {0};
     p.dtype = pw->dtype;
     p.kind = kind;
     p.bf16_fma = bf16_fma;
+    p.exact = exact;
     p.n = pw->n;
     p.k = pw->k;
     p.nb = pw->nb;
@@ -632,7 +830,7 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
     p.ldc = ldc;
     p.bias = bias;
     p.beta = beta;
-    size_t row_bytes = p.dtype == VCK_W_Q8_0 ? (size_t)p.nb * 40 : p.dtype == VCK_W_BF16 ? (size_t)p.nb * (bf16_fma ? 8 : 4) : 0;
+    size_t row_bytes = exact ? 0 : p.dtype == VCK_W_Q8_0 ? (size_t)p.nb * 40 : p.dtype == VCK_W_BF16 ? (size_t)p.nb * (bf16_fma ? 8 : 4) : 0;
     int64_t ms = row_bytes ? (int64_t)(VCK_PREP_BYTES / row_bytes) : m;
     if (ms < 64) ms = 64;
     if (ms > m) ms = m;
@@ -680,17 +878,17 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
 void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias, float *c,
                      int64_t ldc, float beta, int force_ref) {
     int dtype = w->dtype == VCK_W_PACKED ? ((const vck_packed_weight *)w->data)->dtype : w->dtype;
-    int bf16_fma = 0;
-    int kind = choose_kind(dtype, vck_cpu_features(), &bf16_fma);
+    int bf16_fma = 0, exact = vck_get_gemm_precision() == VCK_GEMM_EXACT;
+    int kind = choose_kind(dtype, vck_cpu_features(), &bf16_fma, exact);
     if (force_ref) kind = K_REF, bf16_fma = 0;
     if (w->dtype == VCK_W_PACKED) {
-        gemm_packed(m, a, lda, (const vck_packed_weight *)w->data, bias, c, ldc, beta, kind, bf16_fma);
+        gemm_packed(m, a, lda, (const vck_packed_weight *)w->data, bias, c, ldc, beta, kind, bf16_fma, exact);
         return;
     }
     vck_packed_weight tmp;
     if (!init_packed(w, &tmp)) return;
     tmp.data = vck_alloc((size_t)tmp.groups * tmp.gstride);
     pack_into(w, &tmp);
-    gemm_packed(m, a, lda, &tmp, bias, c, ldc, beta, kind, bf16_fma);
+    gemm_packed(m, a, lda, &tmp, bias, c, ldc, beta, kind, bf16_fma, exact);
     vck_free(tmp.data);
 }

@@ -34,8 +34,18 @@ struct LowPrecisionGemmTests {
         return c
     }
 
-    @Test(arguments: lowDtypes)
-    func everyPathMatchesTheScalarTwin(dtype: Int32) {
+    static func withPrecision<T>(_ p: Int32, _ body: () throws -> T) rethrows -> T {
+        vck_set_thread_gemm_precision(p)
+        defer { vck_set_thread_gemm_precision(-1) }
+        return try body()
+    }
+
+    @Test(arguments: lowDtypes, [Int32(VCK_GEMM_FAST), Int32(VCK_GEMM_EXACT)])
+    func everyPathMatchesTheScalarTwin(dtype: Int32, precision: Int32) {
+        Self.withPrecision(precision) { Self.checkPaths(dtype: dtype) }
+    }
+
+    static func checkPaths(dtype: Int32) {
         for (m, n, k) in Self.shapes {
             let w = TestWeight(dtype: dtype, n: n, k: k, seed: UInt64(n * 31 + k))
             var rng = Rng(UInt64(m * 7 + k))
@@ -53,6 +63,22 @@ struct LowPrecisionGemmTests {
                 #expect(bits(packed) == bits(ref), "\(TestWeight.name(dtype)) packed m \(m) n \(n) k \(k)")
             }
         }
+    }
+
+    /// Exact mode: fp32 activations, so the result is fp32-accurate against the dequantized weights.
+    @Test(arguments: [Int32(VCK_W_BF16), Int32(VCK_W_Q8_0)])
+    func exactModeIsFp32Accurate(dtype: Int32) {
+        let (m, n, k) = (37, 29, 300)
+        let w = TestWeight(dtype: dtype, n: n, k: k, seed: 21)
+        var rng = Rng(22)
+        let a = rng.floats(m * k, scale: 2), bias = rng.floats(n)
+        let expected = naiveLinear(m: m, a: a, lda: k, w: w, bias: bias, c0: nil, ldc: n)
+        let zeros = [Float](repeating: 0, count: m * n)
+        let exact = Self.withPrecision(Int32(VCK_GEMM_EXACT)) { Self.run(w, m: m, a: a, lda: k, bias: bias, c0: zeros, ldc: n, beta: 0) }
+        let fast = Self.withPrecision(Int32(VCK_GEMM_FAST)) { Self.run(w, m: m, a: a, lda: k, bias: bias, c0: zeros, ldc: n, beta: 0) }
+        #expect(relMaxDiff(exact, expected) < 1e-5)
+        #expect(relMaxDiff(fast, expected) > 1e-4) // the fast path really rounds the activations
+        #expect(Self.withPrecision(Int32(VCK_GEMM_EXACT)) { vck_get_gemm_precision() } == Int32(VCK_GEMM_EXACT))
     }
 
     /// The arithmetic of each dtype written out in Swift for a few outputs.
