@@ -1,5 +1,6 @@
-// Matrix products. f32 weights go to OpenBLAS (single-threaded, split over our pool for large
-// products); f16 / bf16 / q8_0 and packed weights go to the kernels of gemm_packed.c.
+// Matrix products. Weights of every type go to the kernels of gemm_packed.c (f32 too, where
+// AVX2/AVX-512 FMA exists); vck_sgemm uses them for alpha = 1 and falls back to OpenBLAS
+// (single-threaded, split over our pool for large products) otherwise.
 #include "internal.h"
 #include <cblas.h>
 #include <math.h>
@@ -42,6 +43,9 @@ void vck_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float 
         return;
     }
     int threads = vck_get_threads(); // also makes sure OpenBLAS is single-threaded
+    // The own kernels first: they do not depend on OpenBLAS recognising the CPU (0.3.21 runs its
+    // SSE3 "Prescott" kernels on Sapphire/Emerald Rapids, about 5x below the FMA peak).
+    if (alpha == 1.0f && vck_sgemm_own(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc)) return;
     double work = (double)m * (double)n * (double)k;
     if (threads <= 1 || vck_in_parallel_region() || work < 4e6) {
         sgemm1(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -114,11 +118,12 @@ static void add_bias(float *c, int64_t m, int64_t n, int64_t ldc, const float *b
 void vck_linear(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
                 float *c, int64_t ldc, float beta) {
     if (m <= 0 || w->n <= 0) return;
-    if (w->dtype != VCK_W_F32 && w->k > 0) {
+    const uint32_t fma = VCK_CPU_AVX2 | VCK_CPU_FMA | VCK_CPU_F16C;
+    if (w->k > 0 && (w->dtype != VCK_W_F32 || (vck_cpu_features() & fma) == fma)) {
         vck_linear_lowp(m, a, lda, w, bias, c, ldc, beta, 0);
         return;
     }
-    // f32 weights (or K = 0: C = beta C + bias)
+    // f32 weights without FMA (OpenBLAS beats the scalar kernel), or K = 0: C = beta C + bias
     vck_sgemm(0, 1, m, w->n, w->k, 1.0f, a, lda, (const float *)w->data, w->k, beta, c, ldc);
     add_bias(c, m, w->n, ldc, bias);
 }
@@ -126,7 +131,7 @@ void vck_linear(int64_t m, const float *a, int64_t lda, const vck_weight *w, con
 void vck_linear_ref(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
                     float *c, int64_t ldc, float beta) {
     if (m <= 0 || w->n <= 0) return;
-    if (w->dtype != VCK_W_F32 && w->k > 0) {
+    if (w->k > 0 && (w->dtype != VCK_W_F32)) {
         vck_linear_lowp(m, a, lda, w, bias, c, ldc, beta, 1);
         return;
     }

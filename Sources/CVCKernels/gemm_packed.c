@@ -1,14 +1,15 @@
-// GEMM for f16, bf16 and q8_0 weights: C[M, N] = A[M, K] W^T (+ bias) (+ beta C).
+// GEMM for f32, f16, bf16 and q8_0 weights: C[M, N] = A[M, K] W^T (+ bias) (+ beta C).
 //
 // Weights are repacked into column groups of 16 outputs ("panels") so one vector load feeds 16
 // output columns; a packed weight can be kept (vck_pack_weight) or is packed per call.
 //   q8_0: per group and 32-block: u8[8 steps][16 cols][4] (= q + 128) then f32 d[16]   (576 B)
 //   bf16: per group and pair of k: u32[16 cols] (low half = even k, high half = odd k) (64 B)
 //   f16:  per group and k: u16[16 cols]                                                 (32 B)
+//   f32:  per group and k: f32[16 cols]                                                 (64 B)
 // Groups come in pairs (the micro-kernels work on 32 columns); padding columns are zero.
 //
 // Arithmetic (identical in every path, so the scalar twin vck_linear_ref is bit-exact):
-//   f16:  activations stay f32; per output, acc = fma(a[k], w[k], acc) for k = 0, 1, ...
+//   f32, f16: activations stay f32; per output, acc = fma(a[k], w[k], acc) for k = 0, 1, ...
 //   bf16: activations rounded to bf16 (RNE); per output and pair p, the vdpbf16ps order:
 //         acc += a[2p+1] w[2p+1], then acc += a[2p] w[2p], each an fma with denormal inputs read
 //         as zero and denormal results flushed to zero. Where vdpbf16ps is slow (Intel, see
@@ -28,7 +29,7 @@
 #include <stdatomic.h>
 
 struct vck_packed_weight {
-    int dtype;        // VCK_W_F16, VCK_W_BF16 or VCK_W_Q8_0 (the source type)
+    int dtype;        // VCK_W_F32, VCK_W_F16, VCK_W_BF16 or VCK_W_Q8_0 (the source type)
     int64_t n, k;
     int64_t groups;   // column groups of 16 (even)
     int64_t nb;       // q8: 32-blocks per row; bf16: k pairs; f16: k
@@ -43,6 +44,7 @@ static size_t group_stride(int dtype, int64_t k, int64_t *nb) {
     case VCK_W_Q8_0: *nb = (k + 31) / 32; return (size_t)*nb * Q8_GROUP_BLOCK;
     case VCK_W_BF16: *nb = (k + 1) / 2; return (size_t)*nb * 64;
     case VCK_W_F16: *nb = k; return (size_t)*nb * 32;
+    case VCK_W_F32: *nb = k; return (size_t)*nb * 64;
     default: *nb = 0; return 0;
     }
 }
@@ -75,6 +77,9 @@ static void pack_group(const vck_weight *w, int64_t g, uint8_t *dst, int64_t nb,
                 uint32_t v = ((uint32_t)hi << 16) | lo;
                 memcpy(dst + p * 64 + j * 4, &v, 4);
             }
+        } else if (w->dtype == VCK_W_F32) {
+            const float *rf = (const float *)row;
+            for (int64_t k = 0; k < nb && row; k++) memcpy(dst + k * 64 + j * 4, &rf[k], 4);
         } else { // f16
             const uint16_t *r16 = (const uint16_t *)row;
             for (int64_t k = 0; k < nb && row; k++) memcpy(dst + k * 32 + j * 2, &r16[k], 2);
@@ -94,7 +99,7 @@ static void pack_into(const vck_weight *w, vck_packed_weight *p) {
     vck_parallel_for((int)p->groups, pack_task, &c);
 }
 
-static int packable(int dtype) { return dtype == VCK_W_F16 || dtype == VCK_W_BF16 || dtype == VCK_W_Q8_0; }
+static int packable(int dtype) { return dtype == VCK_W_F32 || dtype == VCK_W_F16 || dtype == VCK_W_BF16 || dtype == VCK_W_Q8_0; }
 
 static int init_packed(const vck_weight *w, vck_packed_weight *p) {
     if (!w || !packable(w->dtype) || w->n <= 0 || w->k <= 0) return 0;
@@ -142,6 +147,8 @@ static void unpack_row(const vck_packed_weight *p, int64_t n, float *dst) {
             memcpy(&v, g + (k / 2) * 64 + j * 4, 4);
             uint32_t bits = (k % 2 ? v >> 16 : v & 0xffffu) << 16;
             memcpy(&dst[k], &bits, 4);
+        } else if (p->dtype == VCK_W_F32) {
+            memcpy(&dst[k], g + k * 64 + j * 4, 4);
         } else {
             uint16_t h;
             memcpy(&h, g + k * 32 + j * 2, 2);
@@ -284,7 +291,14 @@ static void tile_ref(const mm_ctx *p, int64_t m0, int rows, int64_t g0) {
             const uint8_t *g = p->w + (size_t)(g0 + j / 16) * p->gstride;
             int lane = j % 16;
             float acc = 0.0f;
-            if (p->dtype == VCK_W_F16) {
+            if (p->dtype == VCK_W_F32) {
+                const float *a = p->a + m * p->lda;
+                for (int64_t k = 0; k < p->k; k++) {
+                    float wf;
+                    memcpy(&wf, g + k * 64 + lane * 4, 4);
+                    acc = fmaf(a[k], wf, acc);
+                }
+            } else if (p->dtype == VCK_W_F16) {
                 const float *a = p->a + m * p->lda;
                 for (int64_t k = 0; k < p->k; k++) {
                     uint16_t h;
@@ -503,6 +517,26 @@ T512 void q8x_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
     }
 }
 
+T512 void f32_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
+    __m512 acc[8][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    const uint8_t *w0 = p->w + (size_t)g0 * p->gstride, *w1 = w0 + p->gstride;
+    const float *arow[8];
+    for (int r = 0; r < R; r++) arow[r] = p->a + (m0 + r) * p->lda;
+    for (int64_t k = 0; k < p->k; k++) {
+        __m512 x0 = _mm512_load_ps((const float *)(w0 + k * 64)), x1 = _mm512_load_ps((const float *)(w1 + k * 64));
+        for (int r = 0; r < R; r++) {
+            __m512 av = _mm512_set1_ps(arow[r][k]);
+            acc[r][0] = _mm512_fmadd_ps(av, x0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, x1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        store512(p, m0 + r, g0 * 16, acc[r][0]);
+        store512(p, m0 + r, g0 * 16 + 16, acc[r][1]);
+    }
+}
+
 T512 void f16_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
     __m512 acc[8][2];
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -543,6 +577,7 @@ static void tile512(const mm_ctx *p, int64_t m0, int rows, int64_t g0) {
     else if (p->dtype == VCK_W_Q8_0) { DISPATCH_ROWS(q8_tile512, p, m0, rows, g0, 6) }
     else if (p->dtype == VCK_W_BF16 && p->bf16_fma) { DISPATCH_ROWS(bf16fma_tile512, p, m0, rows, g0, 8) }
     else if (p->dtype == VCK_W_BF16) { DISPATCH_ROWS(bf16_tile512, p, m0, rows, g0, 8) }
+    else if (p->dtype == VCK_W_F32) { DISPATCH_ROWS(f32_tile512, p, m0, rows, g0, 8) }
     else { DISPATCH_ROWS(f16_tile512, p, m0, rows, g0, 8) }
 }
 
@@ -613,6 +648,24 @@ T256 void bf16_tile256(const mm_ctx *p, int64_t m0, int64_t g, const int R) {
             memcpy(&fh, &ah, 4);
             __m256 vl = _mm256_set1_ps(fl), vh = _mm256_set1_ps(fh);
             for (int h = 0; h < 2; h++) acc[r][h] = _mm256_fmadd_ps(vl, wl[h], _mm256_fmadd_ps(vh, wh[h], acc[r][h]));
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        store256(p, m0 + r, g * 16, acc[r][0]);
+        store256(p, m0 + r, g * 16 + 8, acc[r][1]);
+    }
+}
+
+T256 void f32_tile256(const mm_ctx *p, int64_t m0, int64_t g, const int R) {
+    __m256 acc[6][2];
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const uint8_t *w0 = p->w + (size_t)g * p->gstride;
+    for (int64_t k = 0; k < p->k; k++) {
+        __m256 x0 = _mm256_load_ps((const float *)(w0 + k * 64)), x1 = _mm256_load_ps((const float *)(w0 + k * 64 + 32));
+        for (int r = 0; r < R; r++) {
+            __m256 av = _mm256_set1_ps(p->a[(m0 + r) * p->lda + k]);
+            acc[r][0] = _mm256_fmadd_ps(av, x0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(av, x1, acc[r][1]);
         }
     }
     for (int r = 0; r < R; r++) {
@@ -728,6 +781,17 @@ static void tile256(const mm_ctx *p, int64_t m0, int rows, int64_t g0) {
                 default: bf16_tile256(p, m0 + r, g, 4); break;
                 }
             }
+        } else if (p->dtype == VCK_W_F32) {
+            for (int r = 0; r < rows; r += 6) {
+                switch (rows - r) {
+                case 1: f32_tile256(p, m0 + r, g, 1); break;
+                case 2: f32_tile256(p, m0 + r, g, 2); break;
+                case 3: f32_tile256(p, m0 + r, g, 3); break;
+                case 4: f32_tile256(p, m0 + r, g, 4); break;
+                case 5: f32_tile256(p, m0 + r, g, 5); break;
+                default: f32_tile256(p, m0 + r, g, 6); break;
+                }
+            }
         } else {
             for (int r = 0; r < rows; r += 6) {
                 switch (rows - r) {
@@ -798,7 +862,7 @@ static int choose_kind(int dtype, uint32_t f, int *bf16_fma, int exact) {
     const uint32_t avx512 = VCK_CPU_AVX512F | VCK_CPU_AVX512BW | VCK_CPU_AVX512VL;
     const uint32_t avx2 = VCK_CPU_AVX2 | VCK_CPU_FMA | VCK_CPU_F16C;
     *bf16_fma = 0;
-    if (exact && dtype != VCK_W_F16) {
+    if (exact && (dtype == VCK_W_BF16 || dtype == VCK_W_Q8_0)) {
         if ((f & (avx512 | VCK_CPU_FMA)) == (avx512 | VCK_CPU_FMA)) return K_AVX512;
         return (f & avx2) == avx2 ? K_AVX2 : K_REF;
     }
@@ -807,7 +871,8 @@ static int choose_kind(int dtype, uint32_t f, int *bf16_fma, int exact) {
         !(f & VCK_CPU_BF16_VIA_FMA))
         return K_AVX512;
     if (dtype == VCK_W_BF16 && (f & (avx512 | VCK_CPU_FMA)) == (avx512 | VCK_CPU_FMA)) { *bf16_fma = 1; return K_AVX512; }
-    if (dtype == VCK_W_F16 && (f & (avx512 | VCK_CPU_F16C | VCK_CPU_FMA)) == (avx512 | VCK_CPU_F16C | VCK_CPU_FMA)) return K_AVX512;
+    if ((dtype == VCK_W_F16 || dtype == VCK_W_F32) && (f & (avx512 | VCK_CPU_F16C | VCK_CPU_FMA)) == (avx512 | VCK_CPU_F16C | VCK_CPU_FMA))
+        return K_AVX512;
     if ((f & avx2) == avx2) return K_AVX2;
     return K_REF;
 }
@@ -874,7 +939,7 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
     vck_free(scratch);
 }
 
-// Used by vck_linear (gemm.c) for VCK_W_F16 / BF16 / Q8_0 / PACKED weights.
+// Used by vck_linear (gemm.c) for every weight type (f32: when AVX2/AVX-512 FMA exists).
 void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias, float *c,
                      int64_t ldc, float beta, int force_ref) {
     int dtype = w->dtype == VCK_W_PACKED ? ((const vck_packed_weight *)w->data)->dtype : w->dtype;
@@ -891,4 +956,45 @@ void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w
     pack_into(w, &tmp);
     gemm_packed(m, a, lda, &tmp, bias, c, ldc, beta, kind, bf16_fma, exact);
     vck_free(tmp.data);
+}
+
+// --- plain f32 products for vck_sgemm ------------------------------------------------------------
+typedef struct { const float *b; int64_t ldb; int trans_b; vck_packed_weight *p; } spack_ctx;
+
+// Group g of W = op(B)^T: W[n][k] = trans_b ? b[n*ldb + k] : b[k*ldb + n].
+static void spack_task(void *vctx, int g) {
+    spack_ctx *c = vctx;
+    uint8_t *dst = c->p->data + (size_t)g * c->p->gstride;
+    memset(dst, 0, c->p->gstride);
+    for (int j = 0; j < 16; j++) {
+        int64_t n = (int64_t)g * 16 + j;
+        if (n >= c->p->n) break;
+        for (int64_t k = 0; k < c->p->k; k++) {
+            float v = c->trans_b ? c->b[n * c->ldb + k] : c->b[k * c->ldb + n];
+            memcpy(dst + k * 64 + j * 4, &v, 4);
+        }
+    }
+}
+
+int vck_sgemm_own(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    int bf16_fma = 0;
+    int kind = choose_kind(VCK_W_F32, vck_cpu_features(), &bf16_fma, 0);
+    if (kind == K_REF) return 0;
+    vck_packed_weight p = {VCK_W_F32, n, k, (n + 31) / 32 * 2, 0, 0, NULL};
+    p.gstride = group_stride(VCK_W_F32, k, &p.nb);
+    p.data = vck_alloc((size_t)p.groups * p.gstride);
+    spack_ctx sc = {b, ldb, trans_b, &p};
+    vck_parallel_for((int)p.groups, spack_task, &sc);
+    float *at = NULL;
+    if (trans_a) { // op(A) row-major copy: [m, k]
+        at = vck_alloc(sizeof(float) * (size_t)(m * k));
+        vck_transpose_strided(a, k, m, lda, at);
+        a = at;
+        lda = k;
+    }
+    gemm_packed(m, a, lda, &p, NULL, c, ldc, beta, kind, 0, 0);
+    vck_free(at);
+    vck_free(p.data);
+    return 1;
 }

@@ -26,4 +26,10 @@ int vck_in_parallel_region(void);
 /// vck_linear for f16 / bf16 / q8_0 / packed weights (gemm_packed.c); force_ref picks the scalar twin.
 void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias, float *c,
                      int64_t ldc, float beta, int force_ref);
+/// C = op(A) op(B) + beta C with the own f32 kernels (alpha 1); returns 0 (nothing done) where
+/// only the scalar path exists.
+int vck_sgemm_own(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/// y[j * rows + i] = x[i * ldx + j] for a rows x cols block of x with row stride ldx.
+void vck_transpose_strided(const float *x, int64_t rows, int64_t cols, int64_t ldx, float *y);
 #endif

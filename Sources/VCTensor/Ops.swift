@@ -6,9 +6,27 @@ import CVCKernels
 public enum Ops {
     // MARK: threads
 
-    /// Sets the one thread count used by our pool and by OpenBLAS. `n < 1` means all cores.
+    /// Sets the one thread count of the numeric runtime: our pool gets `n` threads and OpenBLAS
+    /// stays single-threaded inside it (large f32 products are split over the pool), so the cores
+    /// are never oversubscribed. `n < 1` means all cores. Results do not depend on it.
     public static func setThreads(_ n: Int) { vck_set_threads(Int32(clamping: n)) }
     public static var threads: Int { Int(vck_get_threads()) }
+
+    /// Activation precision of products with bf16 and q8_0 weights (f16 and f32 weights are
+    /// always fp32-accurate).
+    public enum GEMMPrecision: Sendable {
+        /// Activations rounded to bf16 / quantized per 32-block to int8 (AVX512-BF16 / VNNI speed).
+        case fast
+        /// fp32 activations times the exact weight values: only the weights' own quantization
+        /// error (the golden yardsticks), at fp32-FMA speed.
+        case exact
+    }
+
+    /// Process-wide; the environment variable VCK_GEMM_PRECISION=exact selects `.exact` until set.
+    public static var gemmPrecision: GEMMPrecision {
+        get { vck_get_gemm_precision() == Int32(VCK_GEMM_EXACT) ? .exact : .fast }
+        set { vck_set_gemm_precision(newValue == .exact ? Int32(VCK_GEMM_EXACT) : Int32(VCK_GEMM_FAST)) }
+    }
 
     // MARK: helpers
 

@@ -6,14 +6,13 @@ import Synchronization
 /// per-call repacking. Results are bit-identical to passing the tensor itself.
 ///
 /// The packed copy lives on the heap (about the size of the weight, +6% for q8_0); the source
-/// tensor is not retained except for f32 weights, which OpenBLAS reads as they are.
+/// tensor is not retained.
 public final class PackedWeight: @unchecked Sendable {
     /// The source weight's shape and dtype ([N, K] or [Cout, Cin, kh, kw] / [Cout, Cin, kt, 1, 1]).
     public let shape: [Int]
     public let dtype: DType
     private let n: Int, k: Int
-    private let packed: OpaquePointer?   // immutable after init; read by any thread
-    private let f32: Tensor?
+    private let packed: OpaquePointer   // immutable after init; read by any thread
 
     public init(_ w: Tensor) throws {
         guard w.dtype.isWeightType else { throw TensorError.unsupportedDType(w.dtype, "packed weight") }
@@ -24,27 +23,20 @@ public final class PackedWeight: @unchecked Sendable {
         self.dtype = w.dtype
         self.n = n
         self.k = k
-        if w.dtype == .f32 {
-            self.f32 = w
-            self.packed = nil
-            return
-        }
         var cw = try Ops.weight(w, k: k, what: "packed weight")
         guard let p = withExtendedLifetime(w, { vck_pack_weight(&cw) }) else {
             throw TensorError.allocationTooLarge(bytes: n * k * 2, what: "packed weight \(w.shape)")
         }
-        self.f32 = nil
         self.packed = p
     }
 
     deinit { vck_packed_weight_free(packed) }
 
-    /// Bytes of the packed copy (0 for f32 weights, which are not copied).
+    /// Bytes of the packed copy.
     public var byteCount: Int { Int(vck_packed_weight_bytes(packed)) }
 
     /// The rows as f32: exactly the values the kernels multiply with.
     public func floats() -> [Float] {
-        guard let packed else { return f32?.floats() ?? [] }
         var out = [Float](repeating: 0, count: n * k)
         out.withUnsafeMutableBufferPointer { vck_packed_weight_rows_f32(packed, 0, Int64(n), $0.baseAddress) }
         return out
@@ -53,7 +45,6 @@ public final class PackedWeight: @unchecked Sendable {
     /// The C descriptor, checking that the weight takes `k` inputs. Valid while `self` lives.
     func cWeight(k expected: Int, what: String) throws -> vck_weight {
         guard expected == k else { throw TensorError.shapeMismatch("\(what): weight \(shape) does not take \(expected) inputs") }
-        if let f32 { return try Ops.weight(f32, k: k, what: what) }
         return vck_weight(data: UnsafeRawPointer(packed), dtype: Int32(VCK_W_PACKED), n: Int64(n), k: Int64(k))
     }
 }

@@ -70,8 +70,9 @@ struct GemmTests {
     static let shapes: [(Int, Int, Int)] = [(1, 1, 1), (1, 7, 33), (7, 15, 17), (16, 16, 16), (17, 31, 36),
                                             (33, 17, 65), (3, 40, 1023), (150, 130, 220)]
 
-    @Test(arguments: 0..<4)
-    func sgemmAllTransposes(t: Int) {
+    /// alpha = 1 runs the own fp32 kernels, alpha = 0.5 OpenBLAS.
+    @Test(arguments: 0..<4, [Float(1), 0.5])
+    func sgemmAllTransposes(t: Int, alpha: Float) {
         let ta = Int32(t & 1), tb = Int32(t >> 1)
         for (m, n, k) in Self.shapes {
             var rng = Rng(UInt64(m * 1000 + n * 10 + k))
@@ -88,16 +89,16 @@ struct GemmTests {
                         let bv = tb != 0 ? b[j * ldb + p] : b[p * ldb + j]
                         s += Double(av) * Double(bv)
                     }
-                    expected[i * ldc + j] = 0.5 * s + 2 * Double(c0[i * ldc + j])
+                    expected[i * ldc + j] = Double(alpha) * s + 2 * Double(c0[i * ldc + j])
                 }
             }
             for ref in [false, true] {
                 var c = c0
                 c.withUnsafeMutableBufferPointer { cp in
                     if ref {
-                        vck_sgemm_ref(ta, tb, Int64(m), Int64(n), Int64(k), 0.5, a, Int64(lda), b, Int64(ldb), 2, cp.baseAddress, Int64(ldc))
+                        vck_sgemm_ref(ta, tb, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda), b, Int64(ldb), 2, cp.baseAddress, Int64(ldc))
                     } else {
-                        vck_sgemm(ta, tb, Int64(m), Int64(n), Int64(k), 0.5, a, Int64(lda), b, Int64(ldb), 2, cp.baseAddress, Int64(ldc))
+                        vck_sgemm(ta, tb, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda), b, Int64(ldb), 2, cp.baseAddress, Int64(ldc))
                     }
                 }
                 #expect(relMaxDiff(c, expected) < 1e-5, "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) ref \(ref)")

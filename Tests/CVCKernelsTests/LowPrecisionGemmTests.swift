@@ -40,7 +40,7 @@ struct LowPrecisionGemmTests {
         return try body()
     }
 
-    @Test(arguments: lowDtypes, [Int32(VCK_GEMM_FAST), Int32(VCK_GEMM_EXACT)])
+    @Test(arguments: TestWeight.dtypes, [Int32(VCK_GEMM_FAST), Int32(VCK_GEMM_EXACT)])
     func everyPathMatchesTheScalarTwin(dtype: Int32, precision: Int32) {
         Self.withPrecision(precision) { Self.checkPaths(dtype: dtype) }
     }
@@ -53,7 +53,8 @@ struct LowPrecisionGemmTests {
             let a = rng.floats(m * lda, scale: 2), bias = rng.floats(n), c0 = rng.floats(m * ldc)
             for (useBias, beta) in [(false, Float(0)), (true, 1)] {
                 let ref = Self.run(w, m: m, a: a, lda: lda, bias: useBias ? bias : nil, c0: c0, ldc: ldc, beta: beta, ref: true)
-                for path in Path.allCases {
+                // f32 without FMA goes to OpenBLAS, which only matches within rounding (GemmTests).
+                for path in Path.allCases where !(dtype == Int32(VCK_W_F32) && path == .scalar) {
                     let out = withFeatures(path.mask) {
                         Self.run(w, m: m, a: a, lda: lda, bias: useBias ? bias : nil, c0: c0, ldc: ldc, beta: beta)
                     }
@@ -126,7 +127,7 @@ struct LowPrecisionGemmTests {
         #expect(bits(got) == bits(expected))
     }
 
-    @Test(arguments: lowDtypes)
+    @Test(arguments: TestWeight.dtypes)
     func packedWeightDecodesToTheSameValues(dtype: Int32) {
         let w = TestWeight(dtype: dtype, n: 37, k: 45, seed: 4)
         w.with { wp in
@@ -142,13 +143,12 @@ struct LowPrecisionGemmTests {
             viaWeight.withUnsafeMutableBufferPointer { vck_weight_rows_f32(&pw, 35, 2, $0.baseAddress) }
             #expect(bits(viaWeight) == bits(Array(w.values[35 * 45..<37 * 45])))
         }
-        let f32 = TestWeight(dtype: Int32(VCK_W_F32), n: 2, k: 2, seed: 1)
-        #expect(f32.with { vck_pack_weight($0) } == nil)
+        #expect(vck_pack_weight(nil) == nil)
     }
 
     @Test func convolutionsTakePackedWeights() {
         let (cin, cout) = (5, 7)
-        for dtype in Self.lowDtypes {
+        for dtype in TestWeight.dtypes {
             let w = TestWeight(dtype: dtype, n: cout, k: cin * 9, seed: 8)
             var rng = Rng(3)
             let x = rng.floats(2 * 6 * 5 * cin), bias = rng.floats(cout)

@@ -111,14 +111,14 @@ void vck_weight_rows_f32(const vck_weight *w, int64_t row0, int64_t nrows, float
 /// C[M, N] (leading dimension ldc) = A[M, K] (lda) x W^T + bias (bias may be NULL), with
 /// beta = 0 (overwrite) or 1 (accumulate). Threads split the work; results do not depend on the
 /// thread count.
-/// - f32 weights: OpenBLAS (fp32 accurate).
-/// - f16 weights: fp32 arithmetic with the exact f16 values (F16C + FMA), fp32 accurate.
+/// - f32 / f16 weights: fp32 FMA with the exact weight values, k in order (fp32 accurate);
+///   OpenBLAS for f32 only on CPUs without FMA.
 /// - bf16 weights: activations rounded to bf16 (RNE), products accumulated in fp32
 ///   (AVX512-BF16 vdpbf16ps semantics).
 /// - q8_0 weights: activations quantized on the fly per 32-block (s = amax/127, int8, round to
 ///   nearest even), exact int32 block dots (AVX512-VNNI), scaled by both scales in fp32.
-/// See gemm_packed.c for the exact arithmetic; vck_linear_ref is its bit-exact scalar twin for
-/// f16 / bf16 / q8_0 (except denormals on the AVX2 bf16 path).
+/// See gemm_packed.c for the exact arithmetic; vck_linear_ref is its bit-exact scalar twin (except
+/// denormals on the fma bf16 paths).
 void vck_linear(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
                 float *c, int64_t ldc, float beta);
 /// The scalar reference of vck_linear (f32 weights: a plain fma loop over k).
@@ -140,11 +140,11 @@ void vck_set_thread_gemm_precision(int precision);
 /// The setting in force on the calling thread.
 int vck_get_gemm_precision(void);
 
-/// A weight repacked once for the GEMM kernels (f16, bf16 and q8_0; column panels of 16
+/// A weight repacked once for the GEMM kernels (f32, f16, bf16 and q8_0; column panels of 16
 /// outputs). Pass it as vck_weight{data: packed, dtype: VCK_W_PACKED, n, k} to vck_linear,
 /// vck_conv2d_nhwc or vck_conv_temporal to skip the per-call repacking; results are identical.
 typedef struct vck_packed_weight vck_packed_weight;
-/// NULL for f32 weights (nothing to gain), empty weights, or when memory runs out.
+/// NULL for empty weights, unknown dtypes, or when memory runs out.
 vck_packed_weight *vck_pack_weight(const vck_weight *w);
 void vck_packed_weight_free(vck_packed_weight *p);
 /// Bytes of packed data, and the source dtype (VCK_W_*).
@@ -156,7 +156,8 @@ void vck_packed_weight_rows_f32(const vck_packed_weight *p, int64_t row0, int64_
 /// int8 (zero padded) in q, their scales in s, and -128 * sum(q) per block in corr.
 void vck_quantize_act_q8_ref(const float *x, int64_t k, int8_t *q, float *s, int32_t *corr);
 
-/// Plain f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta C, row-major (a thin cblas_sgemm wrapper).
+/// Plain f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta C, row-major. alpha = 1 uses the own
+/// fp32 kernels (where FMA exists), anything else cblas_sgemm.
 void vck_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                int64_t ldc);
