@@ -176,20 +176,27 @@ public final class CLIPTokenizer: Sendable {
     /// invalid sequences as U+FFFD), e.g. 1449 -> "black</w>", 49406 -> "<start_of_text>".
     /// Nil for an id outside the vocabulary.
     public func symbol(_ id: Int32) -> String? {
+        guard let bytes = symbolBytes(id) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The bytes an id stands for, "</w>" included (a piece of a multi-byte character is not valid
+    /// UTF-8 on its own). Nil for an id outside the vocabulary.
+    public func symbolBytes(_ id: Int32) -> [UInt8]? {
         guard id >= 0 && Int(id) < symbols.count else { return nil }
-        return String(decoding: symbolBytes(Int(id)), as: UTF8.self)
+        return rawSymbolBytes(Int(id))
     }
 
     /// `SimpleTokenizer.decode`: the ids' bytes as text (invalid UTF-8 as U+FFFD), "</w>" -> " ".
     public func decode(_ ids: [Int32]) -> String {
         var bytes = [UInt8]()
-        for id in ids where id >= 0 && Int(id) < symbols.count { bytes += symbolBytes(Int(id)) }
+        for id in ids where id >= 0 && Int(id) < symbols.count { bytes += rawSymbolBytes(Int(id)) }
         return String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "</w>", with: " ")
     }
 
     /// The bytes a vocabulary string stands for (characters outside the byte alphabet, which only a
     /// foreign merges file can have, are kept as their UTF-8).
-    private func symbolBytes(_ id: Int) -> [UInt8] {
+    private func rawSymbolBytes(_ id: Int) -> [UInt8] {
         var bytes = [UInt8]()
         for c in String(decoding: symbols[id], as: UTF8.self).unicodeScalars {
             if let b = Self.byteDecoder[c.value] { bytes.append(b) } else { bytes += Array(String(c).utf8) }
