@@ -158,6 +158,9 @@ private func padded(_ ids: [Int32]) -> [Int32] { ids + [Int32](repeating: 0, cou
         // string) and moves the special tokens up by one.
         let trailing = try CLIPTokenizer(mergesText: "#version: 0.2\na b\nab c</w>\n")
         #expect(trailing.vocabularySize == 517 && trailing.startOfText == 515 && trailing.endOfText == 516)
+        // Lines split on "\n" only; parts on any Python whitespace (CR, tab, U+3000 here).
+        let crlf = try CLIPTokenizer(mergesText: "#v\r\na\u{3000}b\r\nab\tc</w>")
+        #expect(crlf.vocabularySize == 516 && crlf.encode("abc") == [513])
         #expect(throws: TokenizerError.badContextLength(0)) { try CLIPTokenizer(mergesText: "", contextLength: 0) }
         // A short context still ends with EOT. "ab" is a, b</w>: the merge (a, b) does not apply.
         let short = try CLIPTokenizer(mergesText: "#\na b", contextLength: 3)

@@ -38,8 +38,9 @@ public final class CLIPTokenizer: Sendable {
     /// Number of ids (49408 with the standard vocabulary).
     public let vocabularySize: Int
 
-    /// UTF-8 spelling of each id's vocabulary string (for `decode` and display).
-    private let symbols: [[UInt8]]
+    /// The UTF-8 spelling of the vocabulary strings, id i at symbolData[symbolOffsets[i] ..< symbolOffsets[i + 1]].
+    private let symbolData: [UInt8]
+    private let symbolOffsets: [Int32]
     /// Id of the one-byte symbol for byte b (index b) and of its end-of-word form (index 256 + b).
     private let byteSymbol: [Int32]
     /// (left id << 32 | right id) -> (merge rank, id of the merged symbol).
@@ -94,48 +95,128 @@ public final class CLIPTokenizer: Sendable {
         guard contextLength >= 1 else { throw TokenizerError.badContextLength(contextLength) }
         self.contextLength = contextLength
 
+        // The vocabulary strings, as UTF-8, back to back in one buffer: id i is
+        // data[offsets[i] ..< offsets[i + 1]].
+        let text = Array(mergesText.utf8)
+        var data = [UInt8]()
+        data.reserveCapacity(text.count + 4096)
+        var offsets = [0]
+        offsets.reserveCapacity(49410)
         let byteEncoder = Self.bytesToUnicode()
-        let order = Self.byteOrder()
-        var vocab: [[UInt8]] = order.map { Self.utf8([byteEncoder[$0]]) }
-        vocab += order.map { Self.utf8([byteEncoder[$0]]) + Self.endOfWord }
+        for endOfWord in [false, true] {
+            for b in Self.byteOrder() {
+                data += Self.utf8([byteEncoder[b]]) + (endOfWord ? Self.endOfWord : [])
+                offsets.append(data.count)
+            }
+        }
 
-        // merges = text.split('\n')[1:49152-256-2+1], each `tuple(line.split())`
-        let lines = mergesText.split(separator: "\n", omittingEmptySubsequences: false)
-        let mergeLines = lines.count > 1 ? lines[1..<min(lines.count, 49152 - 256 - 2 + 1)] : []
-        let parts: [[[UInt8]]] = mergeLines.map { line in PyStr.split(line).map { Array($0.utf8) } }
-        for p in parts { vocab.append(p.flatMap { $0 }) }
-        let specials: [[UInt8]] = [Array("<start_of_text>".utf8), Array("<end_of_text>".utf8)]
-        vocab += specials
+        // merges = text.split('\n')[1:49152-256-2+1]; each merge is `tuple(line.split())` and adds
+        // its parts joined; only two-part lines can ever apply (`pairs`: their ranges in `text`).
+        var pairs = [(rank: Int, left: Range<Int>, right: Range<Int>)]()
+        pairs.reserveCapacity(49152)
+        var lineStart = 0, lineIndex = 0
+        let mergeLineLimit = 49152 - 256 - 2 + 1
+        while lineStart <= text.count && lineIndex < mergeLineLimit {
+            let lineEnd = text[lineStart...].firstIndex(of: 0x0A) ?? text.count
+            if lineIndex >= 1 {
+                let parts = Self.splitOnWhitespace(text, lineStart..<lineEnd)
+                for part in parts { data += text[part] }
+                offsets.append(data.count)
+                if parts.count == 2 { pairs.append((lineIndex - 1, parts[0], parts[1])) }
+            }
+            lineStart = lineEnd + 1
+            lineIndex += 1
+        }
+        let specials = ["<start_of_text>", "<end_of_text>"]
+        for special in specials {
+            data += Array(special.utf8)
+            offsets.append(data.count)
+        }
+        let count = offsets.count - 1
 
-        var encoder = [[UInt8]: Int32](minimumCapacity: vocab.count)
-        for (id, symbol) in vocab.enumerated() { encoder[symbol] = Int32(id) }
+        // encoder = dict(zip(vocab, range(len(vocab)))): a string listed twice keeps its last id.
+        var encoder = [SymbolKey: Int32](minimumCapacity: count)
+        for id in 0..<count { encoder[SymbolKey(data[offsets[id]..<offsets[id + 1]])] = Int32(id) }
 
-        var merges = [UInt64: Merge](minimumCapacity: parts.count)
-        for (rank, p) in parts.enumerated() where p.count == 2 {
-            guard let left = encoder[p[0]], let right = encoder[p[1]], let merged = encoder[p[0] + p[1]] else { continue }
-            merges[UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))] = Merge(rank: Int32(rank), merged: merged)
+        // bpe_ranks over symbol ids (the last rank of a pair listed twice wins, as in Python).
+        var merges = [UInt64: Merge](minimumCapacity: pairs.count)
+        for (rank, left, right) in pairs {
+            let joined = 512 + rank
+            guard let l = encoder[SymbolKey(text[left])], let r = encoder[SymbolKey(text[right])],
+                  let m = encoder[SymbolKey(data[offsets[joined]..<offsets[joined + 1]])] else { continue }
+            merges[UInt64(UInt32(l)) << 32 | UInt64(UInt32(r))] = Merge(rank: Int32(rank), merged: m)
         }
 
         var byteSymbol = [Int32](repeating: 0, count: 512)
         for b in 0..<256 {
-            guard let plain = encoder[Self.utf8([byteEncoder[b]])],
-                  let final = encoder[Self.utf8([byteEncoder[b]]) + Self.endOfWord] else {
+            let plain = Self.utf8([byteEncoder[b]])
+            guard let p = encoder[SymbolKey(plain[...])], let f = encoder[SymbolKey((plain + Self.endOfWord)[...])] else {
                 throw TokenizerError.unreadableVocabulary("byte symbol \(b) has no id")
             }
-            byteSymbol[b] = plain
-            byteSymbol[256 + b] = final
+            byteSymbol[b] = p
+            byteSymbol[256 + b] = f
         }
-        guard let sot = encoder[specials[0]], let eot = encoder[specials[1]] else {
+        guard let sot = encoder[SymbolKey(Array(specials[0].utf8)[...])],
+              let eot = encoder[SymbolKey(Array(specials[1].utf8)[...])] else {
             throw TokenizerError.unreadableVocabulary("special tokens have no id")
         }
-        self.symbols = vocab
+        self.symbolData = data
+        self.symbolOffsets = offsets.map { Int32($0) }
         self.byteSymbol = byteSymbol
         self.merges = merges
         self.startOfText = sot
         self.endOfText = eot
-        self.vocabularySize = vocab.count
-        self.specialTokens = [(CodePoints(codePointsOf: "<start_of_text>"), sot),
-                              (CodePoints(codePointsOf: "<end_of_text>"), eot)]
+        self.vocabularySize = count
+        self.specialTokens = [(CodePoints(codePointsOf: specials[0]), sot), (CodePoints(codePointsOf: specials[1]), eot)]
+    }
+
+    /// A vocabulary string as dictionary key, hashed once (FNV-1a) instead of byte by byte.
+    private struct SymbolKey: Hashable {
+        let bytes: ArraySlice<UInt8>
+        let hash: UInt64
+
+        init(_ bytes: ArraySlice<UInt8>) {
+            self.bytes = bytes
+            var h: UInt64 = 0xCBF2_9CE4_8422_2325
+            for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+            hash = h
+        }
+
+        static func == (a: SymbolKey, b: SymbolKey) -> Bool { a.hash == b.hash && a.bytes == b.bytes }
+        func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+    }
+
+    /// The byte ranges of `str.split()` (runs of Python whitespace separate, empty pieces dropped)
+    /// within `range` of valid UTF-8 `text`.
+    private static func splitOnWhitespace(_ text: [UInt8], _ range: Range<Int>) -> [Range<Int>] {
+        var parts = [Range<Int>]()
+        var i = range.lowerBound
+        var start: Int?
+        while i < range.upperBound {
+            let n = whitespaceLength(text, i, range.upperBound)
+            if n > 0 {
+                if let s = start { parts.append(s..<i) }
+                start = nil
+                i += n
+            } else {
+                if start == nil { start = i }
+                i += 1
+            }
+        }
+        if let s = start { parts.append(s..<range.upperBound) }
+        return parts
+    }
+
+    /// Bytes of the `str.isspace()` character starting at `i` (0 if there is none). Continuation
+    /// bytes never start a match, so scanning byte by byte is safe.
+    private static func whitespaceLength(_ t: [UInt8], _ i: Int, _ end: Int) -> Int {
+        let b = t[i]
+        if b < 0x80 { return PyStr.isSpace(UInt32(b)) ? 1 : 0 }
+        guard b == 0xC2 || b == 0xE1 || b == 0xE2 || b == 0xE3 else { return 0 }
+        let length = b == 0xC2 ? 2 : 3
+        guard i + length <= end, let s = String(validating: t[i..<(i + length)], as: UTF8.self),
+              let c = s.unicodeScalars.first else { return 0 }
+        return PyStr.isSpace(c.value) ? length : 0
     }
 
     // MARK: - encoding
@@ -183,14 +264,14 @@ public final class CLIPTokenizer: Sendable {
     /// The bytes an id stands for, "</w>" included (a piece of a multi-byte character is not valid
     /// UTF-8 on its own). Nil for an id outside the vocabulary.
     public func symbolBytes(_ id: Int32) -> [UInt8]? {
-        guard id >= 0 && Int(id) < symbols.count else { return nil }
+        guard id >= 0 && Int(id) < vocabularySize else { return nil }
         return rawSymbolBytes(Int(id))
     }
 
     /// `SimpleTokenizer.decode`: the ids' bytes as text (invalid UTF-8 as U+FFFD), "</w>" -> " ".
     public func decode(_ ids: [Int32]) -> String {
         var bytes = [UInt8]()
-        for id in ids where id >= 0 && Int(id) < symbols.count { bytes += rawSymbolBytes(Int(id)) }
+        for id in ids where id >= 0 && Int(id) < vocabularySize { bytes += rawSymbolBytes(Int(id)) }
         return String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "</w>", with: " ")
     }
 
@@ -198,7 +279,8 @@ public final class CLIPTokenizer: Sendable {
     /// foreign merges file can have, are kept as their UTF-8).
     private func rawSymbolBytes(_ id: Int) -> [UInt8] {
         var bytes = [UInt8]()
-        for c in String(decoding: symbols[id], as: UTF8.self).unicodeScalars {
+        let raw = symbolData[Int(symbolOffsets[id])..<Int(symbolOffsets[id + 1])]
+        for c in String(decoding: raw, as: UTF8.self).unicodeScalars {
             if let b = Self.byteDecoder[c.value] { bytes.append(b) } else { bytes += Array(String(c).utf8) }
         }
         return bytes

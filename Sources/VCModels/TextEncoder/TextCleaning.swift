@@ -158,11 +158,6 @@ enum PyStr {
         (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
     }
 
-    /// `str.split()` without arguments: runs of isspace() separate, empty pieces are dropped.
-    static func split(_ s: Substring) -> [Substring] {
-        s.unicodeScalars.split(whereSeparator: { isSpace($0.value) }).map { Substring($0) }
-    }
-
     /// A key for dictionaries of ASCII names: Swift `String` keys would compare canonically, and
     /// e.g. U+212A KELVIN SIGN is canonically equivalent to "K". Nil when `s` is not all ASCII.
     static func asciiKey<C: Collection>(_ s: C) -> [UInt8]? where C.Element == UInt32 {
