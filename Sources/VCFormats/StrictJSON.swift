@@ -74,7 +74,7 @@ public enum StrictJSON {
         return v
     }
 
-    /// The index of the first byte that is not part of a valid UTF-8 sequence (overlongs,
+    /// The index where the first invalid UTF-8 sequence starts (overlongs,
     /// surrogates and values above U+10FFFF are invalid), or nil.
     public static func firstInvalidUTF8(_ b: [UInt8]) -> Int? {
         var i = 0
@@ -98,7 +98,7 @@ public enum StrictJSON {
             for k in 1...need {
                 let x = b[i + k]
                 let (l, h) = k == 1 ? (lo, hi) : (UInt8(0x80), UInt8(0xBF))
-                if x < l || x > h { return i + k }
+                if x < l || x > h { return i }
             }
             i += need + 1
         }
