@@ -119,6 +119,7 @@ public struct PickleError: Error, Equatable, CustomStringConvertible {
     public var offset: Int
     public var message: String
     public var description: String { "pickle byte \(offset): \(message)" }
+    public init(offset: Int, message: String) { self.offset = offset; self.message = message }
 }
 
 /// A pickle stack machine that builds a `PickleGraph` and never calls, imports or executes

@@ -27,6 +27,8 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         /// Offsets relative to the data section (`dataOffset`), end exclusive.
         public var begin: Int
         public var end: Int
+        /// Absolute file offset of the entry's name in the header (for messages).
+        public var headerOffset: Int = 0
         public var byteCount: Int { end - begin }
     }
 
@@ -97,7 +99,7 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         for e in entries {
             let at = 8 + n + e.begin
             if e.end < e.begin {
-                throw bad(8, "tensor '\(e.name)': data_offsets [\(e.begin), \(e.end)] end before they begin")
+                throw bad(e.headerOffset, "tensor '\(e.name)': data_offsets [\(e.begin), \(e.end)] end before they begin")
             }
             if e.begin != position {
                 if let previous {
@@ -109,13 +111,13 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
             var numel = 1
             for d in e.shape {
                 let (p, o) = numel.multipliedReportingOverflow(by: d)
-                if o { throw bad(8, "tensor '\(e.name)': shape \(e.shape) overflows") }
+                if o { throw bad(e.headerOffset, "tensor '\(e.name)': shape \(e.shape) overflows") }
                 numel = p
             }
             let (bitsTotal, o) = numel.multipliedReportingOverflow(by: e.dtype.bits)
-            if o { throw bad(8, "tensor '\(e.name)': shape \(e.shape) of \(e.dtypeName) overflows") }
+            if o { throw bad(e.headerOffset, "tensor '\(e.name)': shape \(e.shape) of \(e.dtypeName) overflows") }
             guard bitsTotal % 8 == 0 else {
-                throw bad(8, "tensor '\(e.name)': \(numel) elements of \(e.dtypeName) do not fill whole bytes")
+                throw bad(e.headerOffset, "tensor '\(e.name)': \(numel) elements of \(e.dtypeName) do not fill whole bytes")
             }
             guard e.end - e.begin == bitsTotal / 8 else {
                 throw bad(at, "tensor '\(e.name)': data_offsets [\(e.begin), \(e.end)] hold \(e.end - e.begin) bytes, but \(e.dtypeName) \(e.shape) needs \(bitsTotal / 8)")
@@ -125,7 +127,7 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         }
         let dataSize = file.size - 8 - n
         if position != dataSize {
-            let what = position < dataSize ? "\(dataSize - position) trailing bytes after the last tensor"
+            let what = position < dataSize ? "\(dataSize - position) trailing byte(s) after the last tensor"
                                             : "the data section is truncated (\(position - dataSize) bytes missing)"
             throw bad(8 + n + min(position, dataSize), "tensors end at data offset \(position) but the data section is \(dataSize) bytes: \(what)")
         }
@@ -173,7 +175,7 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         guard offs.count == 2 else {
             throw bad(m.valueOffset, "tensor '\(name)': data_offsets has \(offs.count) numbers, not 2")
         }
-        return Entry(name: name, dtypeName: dtName, dtype: dt, shape: shape, begin: offs[0], end: offs[1])
+        return Entry(name: name, dtypeName: dtName, dtype: dt, shape: shape, begin: offs[0], end: offs[1], headerOffset: m.keyOffset)
     }
 
     public var tensorNames: [String] { entries.map(\.name) }

@@ -269,7 +269,9 @@ public final class TorchCheckpoint: TensorSource, @unchecked Sendable {
                 return .invalid("storage '\(key)' (\(entryName)) is missing from the archive")
             }
             let range: Range<Int>
-            do { range = try archive.storedRange(se) } catch {
+            do { range = try archive.storedRange(se) } catch let e as FormatError {
+                return .invalid("storage '\(key)': \(e.message)")
+            } catch {
                 return .invalid("storage '\(key)': \(error)")
             }
             guard let storageBytes = dtype.byteCount(elements: numel) else {

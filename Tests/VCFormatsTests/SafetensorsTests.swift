@@ -153,7 +153,7 @@ struct SafetensorsTests {
 
     @Test func rejectsOverflowingShapes() throws {
         try rejects(safetensorsBytes("{\"a\":{\"dtype\":\"I32\",\"shape\":[2,4611686018427387904],\"data_offsets\":[0,4]}}", f32Bytes([0])),
-                    "tensor 'a': shape [2, 4611686018427387904] overflows")
+                    "at byte 9: tensor 'a': shape [2, 4611686018427387904] overflows")
         try rejects(safetensorsBytes("{\"a\":{\"dtype\":\"I32\",\"shape\":[2,1152921504606846976],\"data_offsets\":[0,4]}}", f32Bytes([0])),
                     "of I32 overflows")
         try rejects(safetensorsBytes("{\"a\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,1]}}", [0]), "do not fill whole bytes")
@@ -166,7 +166,7 @@ struct SafetensorsTests {
 
     @Test func rejectsTrailingAndTruncatedData() throws {
         let h = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}"
-        try rejects(safetensorsBytes(h, f32Bytes([0, 0]) + [9]), "1 trailing bytes after the last tensor")
+        try rejects(safetensorsBytes(h, f32Bytes([0, 0]) + [9]), "1 trailing byte(s) after the last tensor")
         try rejects(safetensorsBytes(h, f32Bytes([0, 0]).dropLast(2)), "truncated (2 bytes missing)")
     }
 
