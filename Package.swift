@@ -59,6 +59,10 @@ let package = Package(
         .executableTarget(name: "vcrun", dependencies: [
             "VideoCrafter", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
+        // DEV ONLY, not a product: reads every tensor of a weights file to measure the readers
+        // (scripts/dev/README.md).
+        .executableTarget(name: "vcformats-scan", dependencies: ["VCFormats", "VCTensor"], path: "Sources/vcformats-scan"),
+
         // Tests (Swift Testing only; scripts/test runs `swift test --disable-xctest`).
         .target(name: "VCTestSupport", dependencies: ["VCTensor", "VCFormats"], path: "Tests/Support"),
         .testTarget(name: "CVCKernelsTests", dependencies: ["CVCKernels", "VCTestSupport"]),

@@ -18,12 +18,12 @@ import VCTensor
 /// `model.safetensors`, the `.fp16.safetensors` variants, then PyTorch `.bin` zips
 /// (`diffusion_pytorch_model.bin`, `pytorch_model.bin`). Sharded weights
 /// (`*.safetensors.index.json`) are reported as unsupported.
-public final class DiffusersFolder: TensorSource, @unchecked Sendable {
+public final class DiffusersFolder: MappedTensorSource, @unchecked Sendable {
     public struct Component: Sendable {
         public var name: String
         /// The weights file that was opened.
         public var weightsPath: String
-        public var source: any TensorSource
+        public var source: any MappedTensorSource
         /// `config.json` of the component (nil if the file is absent).
         public var config: JSONValue?
     }
@@ -69,7 +69,7 @@ public final class DiffusersFolder: TensorSource, @unchecked Sendable {
                 throw FormatError.model(path: dir, "no weights file (looked for \(DiffusersFolder.weightFiles.joined(separator: ", ")))")
             }
             let weights = dir + "/" + file
-            let source: any TensorSource = file.hasSuffix(".bin") ? try TorchCheckpoint(path: weights) : try SafetensorsFile(path: weights)
+            let source: any MappedTensorSource = file.hasSuffix(".bin") ? try TorchCheckpoint(path: weights) : try SafetensorsFile(path: weights)
             let configPath = dir + "/config.json"
             let config = fm.fileExists(atPath: configPath) ? try DiffusersFolder.readJSON(configPath) : nil
             byName[name] = comps.count
@@ -90,13 +90,18 @@ public final class DiffusersFolder: TensorSource, @unchecked Sendable {
     }
 
     /// One component's tensors under their diffusers names.
-    public func source(_ component: String) -> (any TensorSource)? { byName[component].map { components[$0].source } }
+    public func source(_ component: String) -> (any MappedTensorSource)? { byName[component].map { components[$0].source } }
 
     /// One component's config.json.
     public func config(_ component: String) -> JSONValue? { byName[component].flatMap { components[$0].config } }
 
     public var tensorNames: [String] {
         components.flatMap { c in c.source.tensorNames.map { c.name + "/" + $0 } }
+    }
+
+    public func releasePages(named name: String) {
+        guard let slash = name.firstIndex(of: "/"), let i = byName[String(name[..<slash])] else { return }
+        components[i].source.releasePages(named: String(name[name.index(after: slash)...]))
     }
 
     public func tensor(named name: String) throws -> Tensor? {
@@ -131,11 +136,21 @@ public enum TensorFiles {
     }
 
     /// The tensors of `path`: a .safetensors file, a PyTorch zip checkpoint or a diffusers folder.
-    public static func open(_ path: String) throws -> any TensorSource {
+    public static func open(_ path: String) throws -> any MappedTensorSource {
         switch try kind(of: path) {
         case .safetensors: return try SafetensorsFile(path: path)
         case .torchZip: return try TorchCheckpoint(path: path)
         case .diffusersFolder: return try DiffusersFolder(path: path)
         }
     }
+}
+
+/// A tensor source backed by memory-mapped files. Tensors are windows into the mapping, so the
+/// pages they touch count towards the process's resident memory until released: a streaming
+/// consumer (import, export, checksums) calls `releasePages(named:)` once it is done with a
+/// tensor and keeps its peak RSS near one tensor instead of the whole file.
+public protocol MappedTensorSource: TensorSource {
+    /// Drops the mapped pages of `name` from the process (they are re-read from the file if the
+    /// tensor is used again). Tensors already copied out are unaffected.
+    func releasePages(named name: String)
 }

@@ -17,7 +17,7 @@ import VCTensor
 /// section ending exactly at the end of the file. `__metadata__` must map strings to strings.
 /// Every dtype of the format is recognised; reading one the runtime cannot use throws
 /// `FormatError.unsupported` naming the tensor and the dtype.
-public final class SafetensorsFile: TensorSource, @unchecked Sendable {
+public final class SafetensorsFile: MappedTensorSource, @unchecked Sendable {
     public struct Entry: Sendable, Equatable {
         public var name: String
         /// The dtype string as written in the header.
@@ -190,6 +190,11 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
     public func rawStorage(named name: String) throws -> Storage? {
         guard let e = entry(named: name) else { return nil }
         return try file.storage(offset: dataOffset + e.begin, count: e.byteCount)
+    }
+
+    public func releasePages(named name: String) {
+        guard let e = entry(named: name) else { return }
+        file.dontNeed(offset: dataOffset + e.begin, count: e.byteCount)
     }
 
     public func tensor(named name: String) throws -> Tensor? {

@@ -28,7 +28,7 @@ import VCTensor
 /// - The state dict is found as the official VideoCrafter loader does: `root['module']`
 ///   (DeepSpeed; the `_forward_module.` prefix is removed), else `root['state_dict']`, else the
 ///   root dict itself.
-public final class TorchCheckpoint: TensorSource, @unchecked Sendable {
+public final class TorchCheckpoint: MappedTensorSource, @unchecked Sendable {
     public enum Wrapper: String, Sendable {
         /// `{'state_dict': {...}, ...}` (Lightning / LDM checkpoints).
         case stateDict = "state_dict"
@@ -169,6 +169,11 @@ public final class TorchCheckpoint: TensorSource, @unchecked Sendable {
     public func rawStorage(named name: String) throws -> Storage? {
         guard let e = entry(named: name) else { return nil }
         return try archive.file.storage(offset: e.fileOffset, count: e.byteCount)
+    }
+
+    public func releasePages(named name: String) {
+        guard let e = entry(named: name) else { return }
+        archive.file.dontNeed(offset: e.fileOffset, count: e.byteCount)
     }
 
     public func tensor(named name: String) throws -> Tensor? {

@@ -243,6 +243,21 @@ public final class ZipArchive: @unchecked Sendable {
         return b
     }
 
+    /// Whether a stored entry's bytes match its CRC-32 (reads the whole entry, in 1 MiB chunks,
+    /// releasing the pages afterwards).
+    public func verifyCRC(_ e: ZipEntry) throws -> Bool {
+        let r = try storedRange(e)
+        var c: UInt32 = 0xFFFF_FFFF
+        var at = r.lowerBound
+        while at < r.upperBound {
+            let n = min(1 << 20, r.upperBound - at)
+            for b in try file.bytes(offset: at, count: n) { c = ZipArchive.crcTable[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+            file.dontNeed(offset: at, count: n)
+            at += n
+        }
+        return c ^ 0xFFFF_FFFF == e.crc32
+    }
+
     // MARK: little-endian readers over byte arrays (callers check bounds)
 
     static func u16(_ b: [UInt8], _ i: Int) -> UInt16 { UInt16(b[i]) | UInt16(b[i + 1]) << 8 }

@@ -215,3 +215,56 @@ struct SafetensorsTests {
     }
 }
 
+
+@Suite("StrictJSON")
+struct StrictJSONTests {
+    func parse(_ s: String) throws -> JSONValue { try StrictJSON.parse(Array(s.utf8)) }
+
+    func fails(_ s: String, at offset: Int, _ part: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            _ = try StrictJSON.parse(Array(s.utf8))
+            Issue.record("accepted \(s)", sourceLocation: sourceLocation)
+        } catch {
+            #expect(error.offset == offset, "\(error)", sourceLocation: sourceLocation)
+            #expect(error.message.contains(part), "\(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func parsesValuesEscapesAndSurrogatePairs() throws {
+        let v = try parse(#"{"a":"\u00e9\ud83d\ude00\n\"\\\/","b":[true,false,null,-1.5e3,0],"c":{}}"#)
+        #expect(v["a"] == .string("é😀\n\"\\/"))
+        #expect(v["b"] == .array([.bool(true), .bool(false), .null, .number("-1.5e3"), .number("0")]))
+        #expect(v["c"] == .object([]))
+        guard case .object(let m) = v else { Issue.record("not an object"); return }
+        #expect(m.map(\.key) == ["a", "b", "c"]) // file order is kept
+        #expect(m[1].keyOffset == 34) // the quote opening "b"
+    }
+
+    @Test func rejectsWhatRFC8259Rejects() {
+        fails(#"{"a":"\ud83d"}"#, at: 6, "lone leading surrogate")
+        fails(#"{"a":"\ude00"}"#, at: 6, "lone trailing surrogate")
+        fails("{\"a\":\"x\ty\"}", at: 7, "control character 0x09")
+        fails(#"{"a":1,}"#, at: 7, "expected a key string")
+        fails(#"[1,]"#, at: 3, "expected a JSON value")
+        fails(#"{"a":tru}"#, at: 5, "expected true")
+        fails(#"{"a":"\q"}"#, at: 6, "invalid escape")
+        fails(#"{"a":1.}"#, at: 5, "no digit after '.'")
+        fails(#"{"a" 1}"#, at: 5, "expected ':'")
+        fails(#""abc"#, at: 0, "unterminated string")
+        fails("", at: 0, "unexpected end")
+    }
+
+    @Test func quoteRoundTrips() throws {
+        for s in ["plain", "quote \" backslash \\ newline \n tab \t", "ctl \u{01}\u{1f}", "ünïcödé 😀"] {
+            #expect(try parse(StrictJSON.quote(s)) == .string(s))
+        }
+    }
+
+    @Test func utf8ValidatorRejectsOverlongsAndSurrogates() {
+        #expect(StrictJSON.firstInvalidUTF8(Array("aé😀".utf8)) == nil)
+        #expect(StrictJSON.firstInvalidUTF8([0x61, 0xC0, 0xAF]) == 1) // overlong '/'
+        #expect(StrictJSON.firstInvalidUTF8([0xED, 0xA0, 0x80]) == 0) // UTF-16 surrogate
+        #expect(StrictJSON.firstInvalidUTF8([0xF4, 0x90, 0x80, 0x80]) == 0) // above U+10FFFF
+        #expect(StrictJSON.firstInvalidUTF8([0x61, 0x62, 0xE2, 0x82]) == 2) // truncated sequence
+    }
+}

@@ -72,6 +72,17 @@ struct TorchCheckpointTests {
         }
     }
 
+    @Test func readsParametersWrappingTensors() throws {
+        // nn.Parameter pickles as _rebuild_parameter(_rebuild_tensor_v2(...), requires_grad, hooks).
+        var p = PickleWriter()
+        p.proto(); p.orderedDict()
+        p.string("p"); p.global("torch._utils", "_rebuild_parameter"); p.mark(); p.tensor(Self.specs[0]); p.op(0x88); p.orderedDict(); p.tuple(); p.reduce()
+        p.setitem(); p.stop()
+        let c = try TorchCheckpoint(path: try write(checkpointZip(pickle: p.bytes, storages: Self.storages)))
+        #expect(c.wrapper == .bare)
+        #expect(try c.tensor(named: "p")?.floats() == [1, 2, 3, 4, 5, 6])
+    }
+
     @Test func deepSpeedKeysMustCarryThePrefix() throws {
         var p = PickleWriter()
         p.proto(); p.emptyDict(); p.string("module"); p.orderedDict()
