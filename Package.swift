@@ -43,7 +43,8 @@ let package = Package(
         // Narrow C wrappers over libavformat/libavcodec/libswscale and libpng.
         .target(name: "CVCMedia", dependencies: ["CFFmpeg", "CPNG"],
                 cSettings: [.unsafeFlags(["-O2", "-Wall"])],
-                linkerSettings: [.linkedLibrary("m")]),
+                linkerSettings: [.linkedLibrary("avformat"), .linkedLibrary("avcodec"), .linkedLibrary("avutil"),
+                                 .linkedLibrary("swscale"), .linkedLibrary("png16"), .linkedLibrary("m")]),
 
         // Swift libraries.
         .target(name: "VCTensor", dependencies: ["CVCKernels", "CZstd"]),
