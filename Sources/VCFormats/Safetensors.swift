@@ -192,6 +192,27 @@ public final class SafetensorsFile: MappedTensorSource, @unchecked Sendable {
         return try file.storage(offset: dataOffset + e.begin, count: e.byteCount)
     }
 
+    /// The values of an F64 or F32 tensor as doubles (for reference data such as the fp64
+    /// goldens, which the runtime cannot use as tensors). nil if the tensor does not exist.
+    public func doubles(named name: String) throws -> [Double]? {
+        guard let e = entry(named: name), let st = try rawStorage(named: name) else { return nil }
+        let b = try st.bytes(0..<e.byteCount)
+        switch e.dtype {
+        case .f64:
+            return stride(from: 0, to: b.count, by: 8).map { i in
+                var v: UInt64 = 0
+                for k in 0..<8 { v |= UInt64(b[i + k]) << (8 * UInt64(k)) }
+                return Double(bitPattern: v)
+            }
+        case .f32:
+            return stride(from: 0, to: b.count, by: 4).map { i in
+                Double(Float(bitPattern: UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24))
+            }
+        default:
+            throw FormatError.unsupported(path: path, "tensor '\(name)' is \(e.dtypeName); doubles(named:) reads F64 and F32")
+        }
+    }
+
     public func releasePages(named name: String) {
         guard let e = entry(named: name) else { return }
         file.dontNeed(offset: dataOffset + e.begin, count: e.byteCount)

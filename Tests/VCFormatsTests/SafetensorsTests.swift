@@ -48,6 +48,16 @@ struct SafetensorsTests {
         #expect(f.entries.last.map { f.dataOffset + $0.end } == f.file.size)
     }
 
+    @Test func readsF64ReferenceValuesAsDoubles() throws {
+        let bits = [1.0, -0.1, 1e300].map { $0.bitPattern }.flatMap { ZipWriter.le($0, 8) }
+        let f = try open(safetensorsBytes("{\"d\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[0,24]},\"f\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[24,28]}}", bits + f32Bytes([0.5])))
+        #expect(try f.doubles(named: "d") == [1.0, -0.1, 1e300])
+        #expect(try f.doubles(named: "f") == [0.5])
+        // The golden bundle's fp64 references.
+        let g = try Fixtures.golden()
+        #expect(try g.doubles(named: "fp64.sample.latent")?.count == g.entry(named: "fp64.sample.latent").map { $0.byteCount / 8 })
+    }
+
     @Test func acceptsEdgeCasesTheReferenceAccepts() throws {
         // Empty header, whitespace on both sides, a scalar, a zero-size tensor, extra fields.
         let e = try open(safetensorsBytes("{}"))
