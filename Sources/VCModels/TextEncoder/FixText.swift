@@ -1,8 +1,10 @@
-// Ports `ftfy.fix_text` (rspeer/python-ftfy, release 6.3.1 from PyPI: ftfy/__init__.py,
+// Ports `ftfy.fix_text` (rspeer/python-ftfy v6.3.1 = commit 5340af6, as released on PyPI: ftfy/__init__.py,
 // ftfy/fixes.py, ftfy/chardata.py, ftfy/badness.py, ftfy/bad_codecs/sloppy.py and
 // ftfy/bad_codecs/utf8_variants.py) with its default TextFixerConfig, which is how open_clip 2.22.0
-// calls it (`ftfy.fix_text(text)` in basic_clean; open_clip does not pin ftfy, and 6.3.1 is the
-// release pip installs, the one the reference goldens were made with).
+// calls it (`ftfy.fix_text(text)` in basic_clean). open_clip does not pin ftfy; 6.3.1 is the release
+// pip installs with it today (the golden generator does not record its ftfy version; the golden
+// prompts come out the same with 6.3.1). Since 6.1 the releases differ only in the badness
+// heuristic's character classes and the macroman exception of restore_byte_a0.
 //
 // Ported, in fix_text's order, for every line (segment) of the text and repeated until nothing
 // changes:

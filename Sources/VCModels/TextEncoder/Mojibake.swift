@@ -1,4 +1,4 @@
-// The mojibake detection and re-decoding machinery of ftfy 6.3.1 (rspeer/python-ftfy, PyPI release
+// The mojibake detection and re-decoding machinery of ftfy 6.3.1 (rspeer/python-ftfy v6.3.1 = commit 5340af6, PyPI release
 // 6.3.1): the badness heuristic (ftfy/badness.py BADNESS_RE), UTF8_DETECTOR_RE, ALTERED_UTF8_RE,
 // LOSSY_UTF8_RE and A_GRAVE_WORD_RE (ftfy/chardata.py, ftfy/fixes.py), the single-byte codecs
 // (ftfy/bad_codecs/sloppy.py and the stdlib codecs ftfy tries) and the utf-8-variants decoder
