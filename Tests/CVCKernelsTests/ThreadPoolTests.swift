@@ -89,19 +89,21 @@ struct ThreadPoolTests {
         var rng = Rng(5)
         let rows = 3000, c = 64
         let x = rng.floats(rows * c), gamma = rng.floats(c), beta = rng.floats(c)
-        let w = TestWeight(dtype: Int32(VCK_W_F16), n: 96, k: c, seed: 2)
-        let wq = TestWeight(dtype: Int32(VCK_W_Q8_0), n: 96, k: c, seed: 2)
+        let weights = TestWeight.dtypes.map { TestWeight(dtype: $0, n: 96, k: c, seed: 2) }
         var outputs: [[UInt32]] = []
         for threads in [1, 2, 3] {
             vck_set_threads(Int32(threads))
             var gn = [Float](repeating: 0, count: rows * c)
             gn.withUnsafeMutableBufferPointer { vck_group_norm(x, $0.baseAddress, 2, Int64(rows / 2), Int64(c), 8, gamma, beta, 1e-5, Int32(VCK_ACT_SILU)) }
-            var lin = [Float](repeating: 0, count: rows * 96), linq = lin
-            w.with { wp in lin.withUnsafeMutableBufferPointer { vck_linear(Int64(rows), x, Int64(c), wp, nil, $0.baseAddress, 96, 0) } }
-            wq.with { wp in linq.withUnsafeMutableBufferPointer { vck_linear(Int64(rows), x, Int64(c), wp, nil, $0.baseAddress, 96, 0) } }
+            var lin: [UInt32] = []
+            for w in weights {
+                var y = [Float](repeating: 0, count: rows * 96)
+                w.with { wp in y.withUnsafeMutableBufferPointer { vck_linear(Int64(rows), x, Int64(c), wp, nil, $0.baseAddress, 96, 0) } }
+                lin += bits(y)
+            }
             var sm = x
             sm.withUnsafeMutableBufferPointer { vck_softmax_rows($0.baseAddress, Int64(rows), Int64(c)) }
-            outputs.append(bits(gn) + bits(lin) + bits(linq) + bits(sm))
+            outputs.append(bits(gn) + lin + bits(sm))
         }
         #expect(outputs[0] == outputs[1])
         #expect(outputs[0] == outputs[2])
