@@ -30,7 +30,7 @@ func sampleTensors() throws -> [(String, Tensor, VCMCompression)] {
     return [
         ("a.f32", w, .none),
         ("b.f16", try w.converted(to: .f16), .none),
-        ("c.bf16", try w.converted(to: .bf16), .zstd),
+        ("c.bf16", try Tensor(shape: [8, 40], floats: (0..<320).map { Float($0 % 7) }).converted(to: .bf16), .zstd),
         ("d.q8", try w.converted(to: .q8_0), .none),
         ("e.conv", try Tensor(shape: [4, 3, 3, 3], floats: pseudoRandom(108, seed: 7)).converted(to: .q8_0), .zstd),
         ("f.zeros.zstd", Tensor(zeros: [1000]), .zstd),
