@@ -180,7 +180,7 @@ public struct SHA256 {
     /// SHA-256 of a whole file, read through the mapping in 8 MB steps whose pages are released
     /// afterwards (hashing a 7 GB checkpoint does not grow the resident set). `progress` gets the
     /// bytes hashed so far.
-    public static func file(_ file: MappedFile, progress: ((Int) -> Void)? = nil) throws -> [UInt8] {
+    public static func file(_ file: MappedFile, progress: (Int) -> Void = { _ in }) throws -> [UInt8] {
         var h = SHA256()
         let step = 8 << 20
         var offset = 0
@@ -189,7 +189,7 @@ public struct SHA256 {
             h.update(try file.bytes(offset: offset, count: n))
             file.dontNeed(offset: offset, count: n)
             offset += n
-            progress?(offset)
+            progress(offset)
         }
         return h.finalize()
     }

@@ -111,7 +111,7 @@ public final class VCMFile: TensorSource, @unchecked Sendable {
 
     /// Checks every tensor's checksum (and that every zstd frame decodes); throws on the first
     /// mismatch, naming the tensor and its byte offset.
-    public func verifyAll(progress: ((Int, Int) -> Void)? = nil) throws {
+    public func verifyAll(progress: (Int, Int) -> Void = { _, _ in }) throws {
         for (i, r) in manifest.tensors.enumerated() {
             let at = header.dataOffset + r.offset
             if r.compression == .none {
@@ -121,7 +121,7 @@ public final class VCMFile: TensorSource, @unchecked Sendable {
             } else {
                 _ = try tensor(named: r.name).map { try check($0, r) }
             }
-            progress?(i + 1, manifest.tensors.count)
+            progress(i + 1, manifest.tensors.count)
         }
         lock.lock(); verified = Set(manifest.tensors.map(\.name)); lock.unlock()
     }

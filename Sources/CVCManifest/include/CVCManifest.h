@@ -129,6 +129,20 @@ void vcm_sha256_update(vcm_sha256_ctx *ctx, const uint8_t *data, size_t count);
 /// Writes the 32-byte digest; the context must be re-initialised before reuse.
 void vcm_sha256_final(vcm_sha256_ctx *ctx, uint8_t *digest);
 
+// ---------------------------------------------------------------------------------------------
+// Summary statistics for `vcconv inspect --stats` (one pass, double accumulators).
+// ---------------------------------------------------------------------------------------------
+typedef struct {
+    double min, max;   // over finite values (+inf / -inf when there are none)
+    double sum, sumsq; // over finite values
+    uint64_t finite;   // count of finite values
+    uint64_t nonfinite; // NaN and infinities
+} vcm_stats;
+
+/// Accumulates `count` floats into `s` (initialise with vcm_stats_init; call repeatedly for chunks).
+void vcm_stats_init(vcm_stats *s);
+void vcm_stats_f32(vcm_stats *s, const float *x, size_t count);
+
 #ifdef __cplusplus
 }
 #endif

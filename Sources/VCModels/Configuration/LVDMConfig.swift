@@ -22,6 +22,10 @@ public struct LoadedConfig: Sendable, Equatable {
     public var warnings: [String]
     /// `cond_stage_config.params.arch`: the open_clip model config name.
     public var textArch: String
+
+    public init(config: ModelConfig, warnings: [String] = [], textArch: String = "ViT-H-14") {
+        self.config = config; self.warnings = warnings; self.textArch = textArch
+    }
 }
 
 public enum LVDMConfig {
