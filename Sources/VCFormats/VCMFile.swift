@@ -50,7 +50,7 @@ public enum CRC32C {
 /// completely at open; uncompressed tensors are zero-copy windows into the read-only mapping,
 /// zstd tensors are decompressed into owned memory. With `verify` (the default) each tensor's
 /// CRC-32C is checked the first time it is read; `verifyAll()` checks every tensor at once.
-public final class VCMFile: TensorSource, @unchecked Sendable {
+public final class VCMFile: MappedTensorSource, @unchecked Sendable {
     public let path: String
     public let file: MappedFile
     public let header: VCMHeader
@@ -81,6 +81,12 @@ public final class VCMFile: TensorSource, @unchecked Sendable {
     // MARK: TensorSource
 
     public var tensorNames: [String] { manifest.tensors.map(\.name) }
+
+    /// Drops the mapped pages of an uncompressed tensor (compressed ones are copies already).
+    public func releasePages(named name: String) {
+        guard let r = record(named: name), r.compression == .none else { return }
+        file.dontNeed(offset: header.dataOffset + r.offset, count: r.storedSize)
+    }
 
     public func record(named name: String) -> VCMTensorRecord? {
         index[name].map { manifest.tensors[$0] }

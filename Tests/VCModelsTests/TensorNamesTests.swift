@@ -12,15 +12,21 @@ let repoRoot: URL = {
     return u
 }()
 
-/// Rows of a key list: name, shape ("1280x320", "scalar"), third column.
-func readKeyList(_ relative: String) throws -> [(name: String, shape: [Int], extra: String)] {
+/// Rows of a tab-separated key list: name (column 0), shape (column 1: "1280x320", "scalar") and
+/// column `extra`, one row per distinct name, in file order.
+func readKeyList(_ relative: String, extra: Int = 2) throws -> [(name: String, shape: [Int], extra: String)] {
     let text = try String(contentsOf: repoRoot.appendingPathComponent(relative), encoding: .utf8)
-    return text.split(separator: "\n").dropFirst().map { line in
+    var seen = Set<String>()
+    return text.split(separator: "\n").dropFirst().compactMap { line in
         let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        guard seen.insert(f[0]).inserted else { return nil }
         let shape = f[1] == "scalar" ? [] : f[1].split(separator: "x").map { Int($0) ?? -1 }
-        return (f[0], shape, f.count > 2 ? f[2] : "")
+        return (f[0], shape, f.count > extra ? f[extra] : "")
     }
 }
+
+/// The official VideoCrafter2 key list (fixtures copy; formats/tensor-names holds the same file).
+let vc2KeyList = "fixtures/videocrafter2-state-dict-keys.tsv"
 
 func tinyConfig() throws -> LoadedConfig {
     let yaml = try String(contentsOfFile: Fixtures.path("vc2-tiny-a/config.yaml"), encoding: .utf8)
@@ -31,8 +37,11 @@ func tinyConfig() throws -> LoadedConfig {
 @Suite("Canonical tensor names")
 struct TensorNamesTests {
     @Test func vc2PresetMatchesTheOfficialKeyList() throws {
-        let official = try readKeyList("formats/tensor-names/videocrafter2-state-dict-keys.tsv")
+        let official = try readKeyList(vc2KeyList)
         #expect(official.count == 2039)
+        // The documented copy in formats/ is the same data.
+        #expect(try Data(contentsOf: repoRoot.appendingPathComponent(vc2KeyList))
+                == Data(contentsOf: repoRoot.appendingPathComponent("formats/tensor-names/videocrafter2-state-dict-keys.tsv")))
         let ours = ModelTensors.expected(for: .vc2_512)
         // Same names, same shapes, same (state-dict) order.
         #expect(ours.map(\.name) == official.map(\.name))
@@ -68,7 +77,9 @@ struct TensorNamesTests {
         let json = try String(contentsOfFile: Fixtures.path("sd21-tiny/open_clip_config.json"), encoding: .utf8)
         let loaded = try LVDMConfig.parse(yaml: yaml, textConfigJSON: json)
         #expect(loaded.config.kind == .sd21)
-        let keys = try readKeyList("fixtures/sd21-tiny/ldm-keys.tsv")
+        // mapping.tsv: ldm_key, ldm_shape, ldm_rows, diffusers_file, diffusers_key, diffusers_shape,
+        // transform, used_by_inference (several rows for the fused in_proj keys).
+        let keys = try readKeyList("fixtures/sd21-tiny/mapping.tsv", extra: 7)
         #expect(keys.count == 930)
         let ours = ModelTensors.expectedByName(for: loaded.config)
         #expect(Set(ours.keys) == Set(keys.map(\.name)))
@@ -84,7 +95,7 @@ struct TensorNamesTests {
     }
 
     @Test func presetDetectionByShapes() throws {
-        let vc2 = Dictionary(uniqueKeysWithValues: try readKeyList("formats/tensor-names/videocrafter2-state-dict-keys.tsv").map { ($0.name, $0.shape) })
+        let vc2 = Dictionary(uniqueKeysWithValues: try readKeyList(vc2KeyList).map { ($0.name, $0.shape) })
         #expect(ModelPreset.matching(vc2) == [.vc2_512])
         // Without the unused tensors (as a pruned file would be) it still matches.
         let pruned = vc2.filter { !$0.key.hasPrefix("first_stage_model.encoder.") && !$0.key.contains("resblocks.23.") }
@@ -105,7 +116,7 @@ struct TensorNamesTests {
     }
 
     @Test func knownSpellingsAgainstTheOfficialKeyList() throws {
-        let official = try readKeyList("formats/tensor-names/videocrafter2-state-dict-keys.tsv").map(\.name)
+        let official = try readKeyList(vc2KeyList).map(\.name)
         let all = Set(official)
         // Canonical names are fixed points.
         for n in official { #expect(KnownSpellings.canonical(n) == n, "\(n) must stay as it is") }

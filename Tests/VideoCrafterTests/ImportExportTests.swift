@@ -38,9 +38,7 @@ func writeModifiedTiny(_ path: String, _ edit: (inout [(String, Tensor)]) throws
     var list: [(String, Tensor)] = []
     for e in src.entries { if let t = try src.tensor(named: e.name) { list.append((e.name, t)) } }
     try edit(&list)
-    let w = try SafetensorsWriter(path: path, tensors: list.map { .init(name: $0.0, dtype: $0.1.dtype, shape: $0.1.shape) })
-    for (n, t) in list { try w.write(n, t) }
-    try w.finish()
+    try SafetensorsWriter.write(path: path, tensors: list.map { (name: $0.0, tensor: $0.1) })
 }
 
 /// Float32 -> binary16 bits, round to nearest even: Swift's own Float16 conversion (independent of

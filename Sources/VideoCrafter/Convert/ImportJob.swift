@@ -156,7 +156,7 @@ public final class ImportJob {
                 sha = digest.map { String(format: "%02x", $0) }.joined()
             }
             let total = toWrite.reduce(0) { $0 + (headers[$1.name].flatMap { $0.dtype.byteCount(shape: $0.shape) } ?? 0) }
-            var done = 0, sinceRelease = 0
+            var done = 0
             var counts: [String: Int] = [:]
             for spec in toWrite {
                 guard let src = canonicalToSource[spec.name], let t = try opened.source.tensor(named: src) else { continue }
@@ -168,13 +168,7 @@ public final class ImportJob {
                 try writer.add(spec.name, stored, compression: options.compression)
                 counts[target.rawValue, default: 0] += 1
                 done += t.byteCount
-                sinceRelease += t.byteCount
-                if opened.hasTensorSpans {
-                    opened.release(src)
-                } else if sinceRelease > 256 << 20 {
-                    opened.releaseAll()
-                    sinceRelease = 0
-                }
+                opened.release(src)
                 progress(JobProgress(phase: "converting", done: done, total: total, item: spec.name))
             }
 

@@ -23,16 +23,15 @@ public struct OpenedModelFile: @unchecked Sendable {
 
     public let path: String
     public let format: Format
-    public let source: any TensorSource
-    /// The mapping behind the tensors, when there is a single one.
+    public let source: any MappedTensorSource
+    /// The single mapping behind the tensors (nil for a folder).
     public let file: MappedFile?
-    /// Byte size of the file (0 for a folder).
+    /// Byte size of the file (sum of the weight files for a folder).
     public let size: Int
     /// Format-level metadata (safetensors `__metadata__`).
     public let metadata: [String: String]
-    private let spans: [String: (Int, Int)]
 
-    /// The shape and dtype of every tensor without reading data (tensor windows are cheap).
+    /// The shape and dtype of a tensor without reading its data (tensors are mapping windows).
     public func header(_ name: String) throws -> (shape: [Int], dtype: DType)? {
         guard let t = try source.tensor(named: name) else { return nil }
         return (t.shape, t.dtype)
@@ -40,52 +39,29 @@ public struct OpenedModelFile: @unchecked Sendable {
 
     /// Drops the pages of tensor `name` from the resident set after it has been consumed, so a
     /// streaming pass over a 7 GB file keeps a small RSS (the pages stay in the page cache).
-    public func release(_ name: String) {
-        guard let file, let (b, e) = spans[name] else { return }
-        file.dontNeed(offset: b, count: e - b)
-    }
-
-    /// Drops every page of the mapping (for formats without per-tensor spans).
-    public func releaseAll() {
-        guard let file else { return }
-        file.dontNeed(offset: 0, count: file.size)
-    }
-
-    public var hasTensorSpans: Bool { !spans.isEmpty }
-
-    init(path: String, format: Format, source: any TensorSource, file: MappedFile?, size: Int,
-         metadata: [String: String] = [:], spans: [String: (Int, Int)] = [:]) {
-        self.path = path; self.format = format; self.source = source; self.file = file; self.size = size
-        self.metadata = metadata; self.spans = spans
-    }
+    public func release(_ name: String) { source.releasePages(named: name) }
 }
 
 public enum ModelFiles {
-    /// Opens a model file, recognising the format by its first bytes (not its name).
+    /// Opens a .vcm, .safetensors or PyTorch zip checkpoint, recognised by content (not by name).
     public static func open(_ path: String, verify: Bool = true) throws -> OpenedModelFile {
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw FormatError.io(path: path, "no such file")
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
+            let probe = try MappedFile(path: path)
+            if try probe.bytes(offset: 0, count: min(8, probe.size)) == VCMFormat.magic {
+                let f = try VCMFile(path: path, verify: verify)
+                return OpenedModelFile(path: path, format: .vcm, source: f, file: f.file, size: f.file.size, metadata: [:])
+            }
         }
-        if isDir.boolValue {
-            throw FormatError.unsupported(path: path, "diffusers folders are not supported by this build yet")
-        }
-        let probe = try MappedFile(path: path)
-        let head = try probe.bytes(offset: 0, count: min(8, probe.size))
-        if head == VCMFormat.magic {
-            let f = try VCMFile(path: path, verify: verify)
-            return OpenedModelFile(path: path, format: .vcm, source: f, file: f.file, size: f.file.size)
-        }
-        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) || head.starts(with: [0x80]) {
-            throw FormatError.unsupported(path: path, "PyTorch checkpoints (.ckpt) are not supported by this build yet; convert to .safetensors first")
-        }
-        if probe.size >= 9, let first = try? probe.bytes(offset: 8, count: 1), first == [0x7B] { // '{'
+        switch try TensorFiles.kind(of: path) {
+        case .safetensors:
             let f = try SafetensorsFile(path: path)
-            var spans: [String: (Int, Int)] = [:]
-            for e in f.entries { spans[e.name] = (f.dataOffset + e.begin, f.dataOffset + e.end) }
-            return OpenedModelFile(path: path, format: .safetensors, source: f, file: f.file, size: f.file.size,
-                                   metadata: f.metadata, spans: spans)
+            return OpenedModelFile(path: path, format: .safetensors, source: f, file: f.file, size: f.file.size, metadata: f.metadata)
+        case .torchZip:
+            let f = try TorchCheckpoint(path: path)
+            return OpenedModelFile(path: path, format: .ckpt, source: f, file: f.archive.file, size: f.archive.file.size, metadata: [:])
+        case .diffusersFolder:
+            throw FormatError.unsupported(path: path, "importing diffusers folders (diffusers -> LDM names) is not implemented yet; use the single-file checkpoint")
         }
-        throw FormatError.unsupported(path: path, "not a .vcm, .safetensors or PyTorch checkpoint file")
     }
 }
