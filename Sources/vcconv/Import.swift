@@ -19,7 +19,7 @@ struct Import: ParsableCommand {
         --override 'PATTERN=TYPE' (glob, repeatable, last match wins) changes single tensors.
         """)
 
-    @Argument(help: "The checkpoint (.safetensors).")
+    @Argument(help: "The checkpoint (.safetensors or PyTorch .ckpt).")
     var source: String
 
     @Option(name: .shortAndLong, help: "The .vcm file to write.")

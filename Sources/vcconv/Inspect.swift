@@ -5,7 +5,7 @@ import VideoCrafter
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the metadata and tensors of a .vcm or .safetensors file.")
+        abstract: "Show the metadata and tensors of a .vcm, .safetensors or .ckpt file.")
 
     @Argument(help: "The model file.")
     var file: String

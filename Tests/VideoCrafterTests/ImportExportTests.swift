@@ -96,6 +96,23 @@ final class ImportExportTests {
         #expect(tmp.files() == ["a.vcm"])
     }
 
+    @Test func ckptAndSafetensorsImportToIdenticalTensors() throws {
+        // Golden A: model.ckpt (torch.save zip + pickle) and model.safetensors hold the same weights.
+        for type in [WeightType.f32, .q8] {
+            _ = try ImportJob(source: Fixtures.path("vc2-tiny-a/model.ckpt"), options: tinyOptions(tmp.path("c-\(type).vcm"), type: type)).run()
+            _ = try ImportJob(source: Fixtures.path("vc2-tiny-a/model.safetensors"), options: tinyOptions(tmp.path("s-\(type).vcm"), type: type)).run()
+            let c = try VCMFile(path: tmp.path("c-\(type).vcm")), s = try VCMFile(path: tmp.path("s-\(type).vcm"))
+            #expect(c.tensorNames == s.tensorNames && c.tensorNames.count == 1616)
+            // Same records (dtype, shape, offset, size, checksum) and the same bytes.
+            #expect(c.manifest.tensors == s.manifest.tensors)
+            for n in c.tensorNames {
+                #expect(try c.tensor(named: n).map { Data($0.bytes()) } == (try s.tensor(named: n).map { Data($0.bytes()) }), "\(n)")
+            }
+            #expect(c.manifest.provenance.sourceFormat == "ckpt" && c.manifest.configJSON == s.manifest.configJSON)
+            #expect(c.manifest.provenance.sourceSHA256Hex == "1b62ca244689041a384a9aaa898c291c62836121780574e0fc7ac32ca2908f79")
+        }
+    }
+
     @Test func f32ImportThenExportIsBitExact() throws {
         _ = try ImportJob(source: Fixtures.path("vc2-tiny-a/model.safetensors"), options: tinyOptions(tmp.path("a.vcm"))).run()
         let r = try ExportJob.run(path: tmp.path("a.vcm"), options: ExportOptions(output: tmp.path("a.safetensors")))
@@ -328,5 +345,11 @@ final class ImportExportTests {
         // safetensors inspection.
         let st = try InspectJob.run(path: Fixtures.path("vc2-tiny-a/model.safetensors"))
         #expect(st.format == "safetensors" && st.tensors.count == 1717 && st.metadata.contains(["metadata oracle_bundle", "vc2-tiny-a"]))
+        let ck = try InspectJob.run(path: Fixtures.path("vc2-tiny-a/model.ckpt"), options: o)
+        #expect(ck.format == "ckpt" && ck.tensors.count == 1717 && ck.metadata.contains(["wrapper", "state_dict"]))
+        // The same tensor has the same statistics in both files.
+        let a = try #require(ck.tensors.first { $0.name == "model.diffusion_model.out.2.weight" })
+        let b = try #require(try InspectJob.run(path: Fixtures.path("vc2-tiny-a/model.safetensors"), options: o).tensors.first { $0.name == a.name })
+        #expect(a.stats == b.stats && a.stats != nil && a.shape == [4, 32, 3, 3] && a.dtype == "f32")
     }
 }

@@ -80,6 +80,14 @@ public enum InspectJob {
                 InspectedTensor(name: $0.name, dtype: SafetensorsFile.dtype(named: $0.dtypeName)?.rawValue ?? $0.dtypeName,
                                 shape: $0.shape, bytes: $0.end - $0.begin, offset: f.dataOffset + $0.begin)
             }
+        case .ckpt:
+            guard let f = opened.source as? TorchCheckpoint else { throw FormatError.io(path: path, "internal: not a TorchCheckpoint") }
+            meta = [["archive folder", f.folder], ["wrapper", f.wrapper.rawValue], ["zip entries", "\(f.archive.entries.count)"]]
+                + f.skipped.map { ["non-tensor entry \($0.name)", $0.value] }
+            rows = f.entries.map {
+                InspectedTensor(name: $0.name, dtype: $0.dtype.runtime?.rawValue ?? $0.dtype.rawValue, shape: $0.shape,
+                                bytes: $0.byteCount, offset: $0.fileOffset)
+            }
         default:
             for n in opened.source.tensorNames {
                 if let h = try opened.header(n) {
