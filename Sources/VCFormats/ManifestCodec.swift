@@ -165,6 +165,13 @@ public struct SHA256 {
 
     public init() { vcm_sha256_init(&ctx) }
 
+    /// Whether the x86 SHA extensions are used (`nil` queries; `false` forces the portable code,
+    /// `true` uses them when the CPU has them). Both give the same digests; tests compare them.
+    @discardableResult
+    public static func hardware(_ enable: Bool? = nil) -> Bool {
+        vcm_sha256_hardware(enable.map { $0 ? 1 : 0 } ?? -1) != 0
+    }
+
     public mutating func update(_ bytes: [UInt8]) {
         vcm_sha256_update(&ctx, bytes, bytes.count)
     }

@@ -13,6 +13,7 @@ public final class VCMWriter {
     private var names = Set<String>()
     private let dataOffset: Int
     private var finished = false
+    private static let chunk = 8 << 20
 
     /// - Parameters:
     ///   - overwrite: replace an existing file at `path` (never one of `protecting`).
@@ -45,19 +46,29 @@ public final class VCMWriter {
             throw FormatError.unsupported(path: path, "tensor name '\(name)' is empty or already written")
         }
         guard tensor.shape.count <= 8 else { throw FormatError.unsupported(path: path, "tensor '\(name)': rank \(tensor.shape.count) > 8") }
-        let raw = tensor.bytes()
-        var stored = raw
-        var how = VCMCompression.none
-        if compression == .zstd, !raw.isEmpty {
-            let z = try Zstd.compress(raw, level: level)
-            if z.count < raw.count { stored = z; how = .zstd }
+        let size = tensor.byteCount
+        var compressed: [UInt8]?
+        if compression == .zstd, size > 0 {
+            let z = try Zstd.compress(tensor.bytes(), level: level)
+            if z.count < size { compressed = z }
         }
         let pad = (alignment - (out.position % alignment)) % alignment
         try out.writeZeros(pad)
         let offset = out.position - dataOffset
-        try out.write(stored)
-        let r = VCMTensorRecord(name: name, dtype: tensor.dtype, shape: tensor.shape, offset: offset, size: raw.count,
-                                compression: how, storedSize: stored.count, crc32c: tensor.crc32c())
+        if let compressed {
+            try out.write(compressed)
+        } else {
+            // Straight from the tensor's storage in 8 MB pieces: no second copy of a 200 MB tensor.
+            var done = 0
+            while done < size {
+                let n = min(VCMWriter.chunk, size - done)
+                try out.write(tensor.storage.bytes((tensor.byteOffset + done)..<(tensor.byteOffset + done + n)))
+                done += n
+            }
+        }
+        let r = VCMTensorRecord(name: name, dtype: tensor.dtype, shape: tensor.shape, offset: offset, size: size,
+                                compression: compressed == nil ? .none : .zstd, storedSize: compressed?.count ?? size,
+                                crc32c: tensor.crc32c())
         records.append(r)
         names.insert(name)
         return r

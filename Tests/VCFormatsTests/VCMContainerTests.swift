@@ -132,6 +132,22 @@ struct VCMRoundTripTests {
         var left = 1_000_000, step = 1
         while left > 0 { let n = min(step, left); h.update([UInt8](repeating: 0x61, count: n)); left -= n; step = step * 3 % 997 + 1 }
         #expect(h.finalize().map { hex2($0) }.joined() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        // The SHA-NI and portable block functions agree at every length around the block size.
+        if SHA256.hardware() {
+            defer { SHA256.hardware(true) }
+            for n in [0, 1, 3, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 65_537] {
+                let data = pseudoRandom(n, seed: UInt64(n) + 1).map { UInt8(truncatingIfNeeded: Int(($0 + 1) * 127)) }
+                var a = SHA256(); a.update(data)
+                let hw = a.finalize()
+                SHA256.hardware(false)
+                var b = SHA256(); b.update(data)
+                let sw = b.finalize()
+                SHA256.hardware(true)
+                #expect(hw == sw, "length \(n)")
+            }
+            SHA256.hardware(false)
+            #expect(hexDigest(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        }
         // The file helper agrees with the streaming one.
         let s = try Scratch(); defer { s.cleanup() }
         try Data("abc".utf8).write(to: URL(fileURLWithPath: s.path("abc")))

@@ -128,6 +128,9 @@ void vcm_sha256_init(vcm_sha256_ctx *ctx);
 void vcm_sha256_update(vcm_sha256_ctx *ctx, const uint8_t *data, size_t count);
 /// Writes the 32-byte digest; the context must be re-initialised before reuse.
 void vcm_sha256_final(vcm_sha256_ctx *ctx, uint8_t *digest);
+/// Whether the x86 SHA extensions are used. mode -1 queries (deciding by CPUID on first use);
+/// 0 forces the portable code; 1 uses the extensions if the CPU has them. Returns the setting.
+int vcm_sha256_hardware(int mode);
 
 // ---------------------------------------------------------------------------------------------
 // Summary statistics for `vcconv inspect --stats` (one pass, double accumulators).
