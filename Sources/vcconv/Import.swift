@@ -10,7 +10,7 @@ struct Import: ParsableCommand {
         abstract: "Convert a checkpoint (official LDM/VideoCrafter names) to a .vcm model file.",
         discussion: """
         Without --config the tensor shapes choose a built-in preset (vc2-512; sd21-512 and sd21-768-v \
-        share their shapes, so pick one with --preset). Every tensor is checked against the configuration; \
+        share their shapes, so pick one with --preset); a diffusers folder brings its own configuration. Every tensor is checked against the configuration; \
         all problems are listed at once. Tensors inference never uses (VAE encoder, the skipped text block, \
         text_projection, logit_scale, the schedule buffers) are left out unless --keep-unused.
 
@@ -19,7 +19,7 @@ struct Import: ParsableCommand {
         --override 'PATTERN=TYPE' (glob, repeatable, last match wins) changes single tensors.
         """)
 
-    @Argument(help: "The checkpoint (.safetensors or PyTorch .ckpt).")
+    @Argument(help: "The checkpoint: .safetensors, PyTorch .ckpt, or a diffusers folder (SD 2.x).")
     var source: String
 
     @Option(name: .shortAndLong, help: "The .vcm file to write.")

@@ -379,3 +379,67 @@ struct BundledVocabularyTests {
         #expect(lines.filter { !$0.isEmpty }.count == 48_895)
     }
 }
+
+@Suite("diffusers names and configuration")
+struct DiffusersNamesTests {
+    func text(_ rel: String) throws -> String { try String(contentsOfFile: Fixtures.path(rel), encoding: .utf8) }
+
+    func diffusersConfig() throws -> LoadedConfig {
+        try DiffusersNames.config(unet: text("sd21-tiny/diffusers/unet/config.json"), vae: text("sd21-tiny/diffusers/vae/config.json"),
+                                  textEncoder: text("sd21-tiny/diffusers/text_encoder/config.json"),
+                                  scheduler: text("sd21-tiny/diffusers/scheduler/scheduler_config.json"))
+    }
+
+    @Test func configEqualsTheLDMYAMLConfig() throws {
+        let fromYAML = try LVDMConfig.parse(yaml: text("sd21-tiny/sd21-tiny-ldm.yaml"), textConfigJSON: text("sd21-tiny/open_clip_config.json")).config
+        let fromDiffusers = try diffusersConfig()
+        #expect(fromDiffusers.config == fromYAML)
+        #expect(fromDiffusers.warnings.isEmpty, "\(fromDiffusers.warnings)")
+    }
+
+    @Test func mappingMatchesEveryRowOfTheFixture() throws {
+        let mapping = DiffusersNames.mapping(for: try diffusersConfig().config)
+        let text = try String(contentsOfFile: Fixtures.path("sd21-tiny/mapping.tsv"), encoding: .utf8)
+        var rowsByKey: [String: [[String]]] = [:]
+        for line in text.split(separator: "\n").dropFirst() {
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            rowsByKey[f[0], default: []].append(f)
+        }
+        var mapped = 0
+        for (key, rows) in rowsByKey {
+            let fromFolder = rows.filter { $0[3] != "-" }
+            guard !fromFolder.isEmpty else {
+                #expect(mapping[key] == nil, "\(key) has no diffusers source")
+                continue
+            }
+            let s = try #require(mapping[key], "\(key)")
+            mapped += 1
+            // rows are listed in ldm_rows order (0:32, 32:64, 64:96 for q, k, v).
+            let ordered = fromFolder.sorted { Int($0[2].split(separator: ":").first ?? "0") ?? 0 < Int($1[2].split(separator: ":").first ?? "0") ?? 0 }
+            let expectedParts = ordered.map { String($0[3].split(separator: "/").first ?? "") + "/" + $0[4] }
+            #expect(s.parts == expectedParts, "\(key)")
+            switch fromFolder[0][6] {
+            case "copy": #expect(s.transform == .copy, "\(key)")
+            case "reshape": #expect(s.transform == .reshape(fromFolder[0][1].split(separator: "x").compactMap { Int($0) }), "\(key)")
+            case "rows": #expect(s.transform == .concatRows, "\(key)")
+            default: Issue.record("unknown transform \(fromFolder[0][6])")
+            }
+        }
+        #expect(mapped == 904 && mapping.count == 904)
+    }
+
+    @Test func unsupportedDiffusersConfigsAreRefused() throws {
+        let unet = try text("sd21-tiny/diffusers/unet/config.json")
+        func msg(_ u: String) -> String {
+            do {
+                _ = try DiffusersNames.config(unet: u, vae: text("sd21-tiny/diffusers/vae/config.json"),
+                                              textEncoder: text("sd21-tiny/diffusers/text_encoder/config.json"),
+                                              scheduler: text("sd21-tiny/diffusers/scheduler/scheduler_config.json"))
+                return ""
+            } catch { return "\(error)" }
+        }
+        #expect(msg(unet.replacingOccurrences(of: "\"class_embed_type\": null", with: "\"class_embed_type\": \"timestep\"")).contains("class_embed_type"))
+        #expect(msg(unet.replacingOccurrences(of: "\"attention_head_dim\": [\n    2,", with: "\"attention_head_dim\": [\n    4,")).contains("head width"))
+        #expect(msg("[1]").contains("not a JSON object"))
+    }
+}

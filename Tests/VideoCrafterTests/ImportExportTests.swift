@@ -353,3 +353,74 @@ final class ImportExportTests {
         #expect(a.stats == b.stats && a.stats != nil && a.shape == [4, 32, 3, 3] && a.dtype == "f32")
     }
 }
+
+@Suite("vcconv import of a diffusers folder")
+final class DiffusersImportTests {
+    let tmp: TempDir
+    init() throws { tmp = try TempDir() }
+    deinit { tmp.remove() }
+
+    @Test func sd21TinyFolderImportsToTheLDMTensors() throws {
+        let folder = Fixtures.path("sd21-tiny/diffusers")
+        let r = try ImportJob(source: folder, options: ImportOptions(output: tmp.path("sd.vcm"))).run()
+        #expect(r.kind == .sd21 && r.tensorsWritten == 904 - 74, "used tensors: all but the 74 VAE-encoder ones")
+        var o = ImportOptions(output: tmp.path("all.vcm"))
+        o.keepUnused = true
+        let all = try ImportJob(source: folder, options: o).run()
+        #expect(all.tensorsWritten == 904 && all.dropped.isEmpty)
+        let vcm = try VCMFile(path: tmp.path("all.vcm"))
+        let yamlConfig = try LVDMConfig.parse(yaml: String(contentsOfFile: Fixtures.path("sd21-tiny/sd21-tiny-ldm.yaml"), encoding: .utf8),
+                                              textConfigJSON: String(contentsOfFile: Fixtures.path("sd21-tiny/open_clip_config.json"), encoding: .utf8)).config
+        #expect(try JSONDecoder().decode(ModelConfig.self, from: Data(vcm.manifest.configJSON.utf8)) == yamlConfig)
+        #expect(vcm.manifest.provenance.sourceFormat == "diffusers")
+        // Every tensor against the fixture's mapping.tsv, read straight from the diffusers files.
+        let text = try String(contentsOfFile: Fixtures.path("sd21-tiny/mapping.tsv"), encoding: .utf8)
+        var files: [String: SafetensorsFile] = [:]
+        var checked = 0
+        for line in text.split(separator: "\n").dropFirst() {
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard f[3] != "-" else { #expect(vcm.record(named: f[0]) == nil); continue }
+            let file = try files[f[3]] ?? SafetensorsFile(path: folder + "/" + f[3])
+            files[f[3]] = file
+            let src = try #require(try file.tensor(named: f[4]))
+            let ours = try #require(try vcm.tensor(named: f[0]), "\(f[0])")
+            var expected = Data(src.bytes())
+            var actual = Data(ours.bytes())
+            if f[2] != "all" {
+                let bounds = f[2].split(separator: ":").compactMap { Int($0) }
+                let rowBytes = ours.byteCount / (ours.shape.first ?? 1)
+                actual = actual.subdata(in: (bounds[0] * rowBytes)..<(bounds[1] * rowBytes))
+            } else {
+                expected = Data(src.bytes())
+            }
+            #expect(actual == expected, "\(f[0]) <- \(f[4]) (\(f[6]))")
+            #expect(ours.shape == f[1].split(separator: "x").compactMap { Int($0) })
+            checked += 1
+        }
+        #expect(checked == 916)
+    }
+
+    @Test func aMissingOrExtraFolderTensorIsNamed() throws {
+        // A copy of the folder whose text encoder lacks one k_proj and has an extra tensor.
+        let folder = tmp.path("sd")
+        try FileManager.default.copyItem(atPath: Fixtures.path("sd21-tiny/diffusers"), toPath: folder)
+        let te = folder + "/text_encoder/model.safetensors"
+        let src = try SafetensorsFile(path: Fixtures.path("sd21-tiny/diffusers/text_encoder/model.safetensors"))
+        var list: [(name: String, tensor: Tensor)] = []
+        for e in src.entries where e.name != "text_model.encoder.layers.1.self_attn.k_proj.bias" {
+            list.append((e.name, try #require(try src.tensor(named: e.name))))
+        }
+        list.append(("text_model.extra", Tensor(zeros: [2])))
+        try FileManager.default.removeItem(atPath: te)
+        try SafetensorsWriter.write(path: te, tensors: list)
+        #expect {
+            try ImportJob(source: folder, options: ImportOptions(output: self.tmp.path("x.vcm"))).run()
+        } throws: { error in
+            guard let e = error as? ImportCheckError else { return false }
+            return e.unexpected == ["text_encoder/text_model.extra"]
+                && e.missing == ["cond_stage_model.model.transformer.resblocks.1.attn.in_proj_bias [96]"]
+                && e.unusable.contains { $0.contains("self_attn.k_proj.bias") }
+        }
+        #expect(!tmp.files().contains("x.vcm"))
+    }
+}

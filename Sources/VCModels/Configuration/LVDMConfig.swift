@@ -293,7 +293,7 @@ struct Reader {
     }
 
     func intValue(_ v: Any, _ path: String) throws -> Int {
-        if v is Bool { throw ConfigError("\(path) must be an integer") }
+        if type(of: v) == Bool.self { throw ConfigError("\(path) must be an integer") }
         if let i = v as? Int { return i }
         if let x = v as? Double, x == x.rounded(), abs(x) < 1e15 { return Int(x) }
         throw ConfigError("\(path) must be an integer")
@@ -304,7 +304,7 @@ struct Reader {
             if let d { return d }
             throw ConfigError("\(path).\(key) is missing")
         }
-        if v is Bool { throw ConfigError("\(path).\(key) must be a number") }
+        if type(of: v) == Bool.self { throw ConfigError("\(path).\(key) must be a number") }
         if let x = v as? Double { return x }
         if let i = v as? Int { return Double(i) }
         if let s = v as? String, let x = Double(s) { return x } // YAML 1.1 "1e-4" without a dot is a string

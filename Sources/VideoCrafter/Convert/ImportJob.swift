@@ -102,29 +102,46 @@ public final class ImportJob {
             throw FormatError.unsupported(path: sourcePath, "is already a .vcm file (re-quantizing a .vcm is not supported; import the original checkpoint)")
         }
 
-        // 1. Canonical names.
+        // 1-2. Canonical names and configuration.
+        var source: any MappedTensorSource = opened.source
         var canonicalToSource: [String: String] = [:]
         var ignored: [String] = []
         var duplicates: [String] = []
         var headers: [String: (shape: [Int], dtype: DType)] = [:]
         var unusable: [String] = []
-        for name in opened.source.tensorNames {
-            let c = KnownSpellings.canonical(name)
-            if KnownSpellings.isIgnorable(c) { ignored.append(name); continue }
-            if let other = canonicalToSource[c] {
-                duplicates.append("\(name) (another spelling of \(c), already given as \(other))")
-                continue
-            }
-            canonicalToSource[c] = name
+        func readHeader(_ canonical: String, _ name: String) {
             do {
-                if let h = try opened.header(name) { headers[c] = h }
+                if let t = try source.tensor(named: name) { headers[canonical] = (t.shape, t.dtype) }
             } catch {
                 unusable.append("\(name): \(error)")
             }
         }
-
-        // 2. Configuration.
-        let settled = try settleConfig(shapes: headers.mapValues(\.shape))
+        let settled: Settled
+        if opened.format == .diffusers, let folder = opened.source as? DiffusersFolder {
+            // diffusers names -> canonical names through the configuration's structure.
+            settled = try settleDiffusersConfig(folder)
+            let view = DiffusersCanonicalSource(folder: folder, mapping: DiffusersNames.mapping(for: settled.loaded.config))
+            source = view
+            for c in view.tensorNames {
+                canonicalToSource[c] = c
+                readHeader(c, c)
+            }
+            ignored = view.ignored
+            duplicates = view.unconsumed
+            unusable += view.incomplete
+        } else {
+            for name in opened.source.tensorNames {
+                let c = KnownSpellings.canonical(name)
+                if KnownSpellings.isIgnorable(c) { ignored.append(name); continue }
+                if let other = canonicalToSource[c] {
+                    duplicates.append("\(name) (another spelling of \(c), already given as \(other))")
+                    continue
+                }
+                canonicalToSource[c] = name
+                readHeader(c, name)
+            }
+            settled = try settleConfig(shapes: headers.mapValues(\.shape))
+        }
         let config = settled.loaded.config
 
         // 3. Check.
@@ -132,7 +149,7 @@ public final class ImportJob {
                                        configSource: settled.configSource)
         problems.unexpected = (problems.unexpected + duplicates).sorted()
         problems.unusable += unusable
-        try checkSchedule(config, headers: headers, sourceNameOf: canonicalToSource, opened: opened, into: &problems)
+        try checkSchedule(config, headers: headers, sourceNameOf: canonicalToSource, source: source, into: &problems)
         guard problems.isEmpty else { throw problems }
 
         // 4. What to write, as what.
@@ -159,7 +176,7 @@ public final class ImportJob {
             var done = 0
             var counts: [String: Int] = [:]
             for spec in toWrite {
-                guard let src = canonicalToSource[spec.name], let t = try opened.source.tensor(named: src) else { continue }
+                guard let src = canonicalToSource[spec.name], let t = try source.tensor(named: src) else { continue }
                 let target = policy.dtype(for: spec)
                 let stored: Tensor
                 do { stored = t.dtype == target ? t : try t.converted(to: target) } catch {
@@ -168,7 +185,7 @@ public final class ImportJob {
                 try writer.add(spec.name, stored, compression: options.compression)
                 counts[target.rawValue, default: 0] += 1
                 done += t.byteCount
-                opened.release(src)
+                source.releasePages(named: src)
                 progress(JobProgress(phase: "converting", done: done, total: total, item: spec.name))
             }
 
@@ -213,6 +230,29 @@ public final class ImportJob {
         if !s.presetName.isEmpty { o.append(VCMOption("preset", s.presetName)) }
         for ov in options.overrides { o.append(VCMOption("override", "\(ov.pattern)=\(ov.dtype.rawValue)")) }
         return o
+    }
+
+    /// The configuration of a diffusers folder: --config if given, else its config.json files.
+    func settleDiffusersConfig(_ folder: DiffusersFolder) throws -> Settled {
+        if options.configPath != nil { return try settleConfig(shapes: [:]) }
+        guard options.preset == nil, options.textConfigPath == nil else {
+            throw ConfigError("a diffusers folder carries its own configuration; use --config YAML (or nothing), not --preset / --text-config")
+        }
+        func text(_ relative: String) throws -> String {
+            let p = folder.path + "/" + relative
+            do { return try String(contentsOfFile: p, encoding: .utf8) } catch {
+                throw FormatError.io(path: p, "cannot read: \(error.localizedDescription)")
+            }
+        }
+        let loaded: LoadedConfig
+        do {
+            loaded = try DiffusersNames.config(unet: try text("unet/config.json"), vae: try text("vae/config.json"),
+                                               textEncoder: try text("text_encoder/config.json"),
+                                               scheduler: try text("scheduler/scheduler_config.json"))
+        } catch let e as ConfigError {
+            throw FormatError.model(path: folder.path, e.message)
+        }
+        return Settled(loaded: loaded, configSource: "the folder's diffusers configs", presetName: "", yamlText: "", textJSON: "")
     }
 
     func settleConfig(shapes: [String: [Int]]) throws -> Settled {
@@ -283,11 +323,11 @@ public final class ImportJob {
 
     /// Stored schedule buffers must be what the configuration implies.
     func checkSchedule(_ config: ModelConfig, headers: [String: (shape: [Int], dtype: DType)], sourceNameOf: [String: String],
-                       opened: OpenedModelFile, into e: inout ImportCheckError) throws {
+                       source: any TensorSource, into e: inout ImportCheckError) throws {
         let expected = ScheduleBuffers.compute(config.diffusion)
         for (name, values) in expected.sorted(by: { $0.key < $1.key }) {
             guard let h = headers[name], h.shape == [values.count], let src = sourceNameOf[name],
-                  let t = try opened.source.tensor(named: src) else { continue }
+                  let t = try source.tensor(named: src) else { continue }
             guard let dev = ScheduleBuffers.deviation(stored: t.floats(), expected: values) else { continue }
             if dev.relative > ScheduleBuffers.tolerance {
                 let hint = name == "scale_arr" ? "use_scale, scale_a, scale_b, mid_step, fix_scale_bug" : "linear_start, linear_end, timesteps"

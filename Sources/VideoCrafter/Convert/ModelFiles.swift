@@ -43,7 +43,8 @@ public struct OpenedModelFile: @unchecked Sendable {
 }
 
 public enum ModelFiles {
-    /// Opens a .vcm, .safetensors or PyTorch zip checkpoint, recognised by content (not by name).
+    /// Opens a .vcm, .safetensors, PyTorch zip checkpoint or diffusers folder, recognised by
+    /// content (not by name).
     public static func open(_ path: String, verify: Bool = true) throws -> OpenedModelFile {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
@@ -61,7 +62,12 @@ public enum ModelFiles {
             let f = try TorchCheckpoint(path: path)
             return OpenedModelFile(path: path, format: .ckpt, source: f, file: f.archive.file, size: f.archive.file.size, metadata: [:])
         case .diffusersFolder:
-            throw FormatError.unsupported(path: path, "importing diffusers folders (diffusers -> LDM names) is not implemented yet; use the single-file checkpoint")
+            let f = try DiffusersFolder(path: path)
+            var size = 0
+            for c in f.components {
+                size += (try? FileManager.default.attributesOfItem(atPath: c.weightsPath)[.size] as? Int) ?? 0
+            }
+            return OpenedModelFile(path: path, format: .diffusers, source: f, file: nil, size: size, metadata: [:])
         }
     }
 }
