@@ -7,13 +7,13 @@ import VCTensor
 public enum BundledVocabulary {
     /// The zstd frame as shipped.
     public static func compressed() throws -> [UInt8] {
-        guard let url = Bundle.module.url(forResource: "bpe_simple_vocab_16e6.txt", withExtension: "zst") else {
+        guard let url = Bundle.module.url(forResource: CLIPTokenizer.bundledResourceName, withExtension: "zst") else {
             throw ConfigError("the bundled BPE vocabulary resource is missing from the build")
         }
         return [UInt8](try Data(contentsOf: url))
     }
 
-    /// The merges text (first line "#version: 0.2", then 48,894 merges).
+    /// The merges text, decompressed (`CLIPTokenizer.bundledMergesText()` is the same as a String).
     public static func text() throws -> [UInt8] {
         try Zstd.decompress(try compressed(), limit: 16 << 20)
     }
