@@ -87,6 +87,14 @@ final class ImportExportTests {
         #expect(try JSONDecoder().decode(ModelConfig.self, from: Data(m.configJSON.utf8)) == config)
         #expect(m.configYAML == (try String(contentsOfFile: Fixtures.path("vc2-tiny-a/config.yaml"), encoding: .utf8)))
         #expect(Data(try vcm.vocabulary()) == Data(try BundledVocabulary.text()))
+        // ... and it is enough to tokenize: the golden ids of a prompt from the stored vocabulary.
+        let tok = try CLIPTokenizer(mergesText: String(decoding: try vcm.vocabulary(), as: UTF8.self))
+        let ids = try #require(try Fixtures.golden().tensor(named: "tokenizer.ids")).floats().map { Int32($0) } // [13, 77]
+        let prompts = try #require(Fixtures.goldenJSON()["prompts"] as? [[String: Any]])
+        for i in [1, 4] { // "plain" and a unicode prompt
+            let text = try #require(prompts[i]["text"] as? String)
+            #expect(tok.tokenize(text) == Array(ids[(77 * i)..<(77 * i + 77)]), "prompt \(i)")
+        }
         #expect(m.provenance.sourceSHA256Hex == "4462435b824224eb6580883e90c69c6c3214aa6b8e7c24eaa1ebb5399b35c0e7", "fixtures/MANIFEST.md")
         #expect(m.provenance.sourceSize == 22_924_328 && m.provenance.sourceFormat == "safetensors")
         #expect(m.provenance.options.contains(VCMOption("type", "f32")))
