@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+import VCFormats
+import VCModels
+import VCTensor
+import VCTestSupport
+
+/// Configurations of the two tiny fixtures, written out from their YAML files.
+enum TinyConfigs {
+    /// fixtures/sd21-tiny (shared/golden/sd21-tiny/sd21-tiny-ldm.yaml + open_clip_config.json).
+    static var sd21: ModelConfig {
+        var u = UNetConfig()
+        u.modelChannels = 32; u.channelMult = [1, 2, 2, 2]; u.numHeadChannels = 16; u.contextDim = 32
+        u.temporalConv = false; u.temporalAttention = false; u.additionAttention = false; u.fpsCond = false
+        var t = TextEncoderConfig()
+        t.width = 32; t.heads = 2; t.layers = 4
+        var v = VAEConfig()
+        v.ch = 32; v.chMult = [1, 1, 2, 2]; v.numResBlocks = 1; v.resolution = 64
+        var d = DiffusionConfig()
+        d.useScale = false
+        return ModelConfig(kind: .sd21, unet: u, text: t, vae: v, diffusion: d)
+    }
+
+    /// fixtures/vc2-tiny-a/config.yaml + open_clip_config.json.
+    static var vc2: ModelConfig {
+        var u = UNetConfig()
+        u.modelChannels = 32; u.channelMult = [1, 1, 1, 2]; u.numHeadChannels = 16; u.contextDim = 32
+        u.temporalLength = 5
+        var t = TextEncoderConfig()
+        t.width = 32; t.heads = 2; t.layers = 3
+        var v = VAEConfig()
+        v.ch = 32; v.chMult = [1, 1, 2, 2]; v.numResBlocks = 1; v.resolution = 128
+        return ModelConfig(kind: .vc2, unet: u, text: t, vae: v, diffusion: DiffusionConfig())
+    }
+}
+
+private func shapeString(_ s: [Int]?) -> String {
+    guard let s else { return "?" }
+    return s.isEmpty ? "scalar" : s.map(String.init).joined(separator: "x")
+}
+
+@Suite struct DiffusersNamesTests {
+    /// Every row of the sd21-tiny mapping.tsv (LDM key, shapes, diffusers file/key, transform,
+    /// row slice) is produced by the enumeration, and nothing else is.
+    @Test func sd21TinyMappingReproducesEveryRow() throws {
+        let text = try String(contentsOfFile: Fixtures.path("sd21-tiny/mapping.tsv"), encoding: .utf8)
+        var expected = Set<String>()
+        var lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.removeFirst().hasPrefix("ldm_key\tldm_shape"))
+        for line in lines {
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            try #require(f.count == 8, "row \(line)")
+            // Keep every column except used_by_inference (a property of the fixture, derived below).
+            let transform = f[6].hasPrefix("ldm_only") ? "-" : f[6]
+            let ldmShape = f[0] == "cond_stage_model.model.text_projection" ? "?" : f[1]
+            expected.insert([f[0], ldmShape, f[2], f[3], f[4], f[5], transform].joined(separator: "\t"))
+        }
+        #expect(expected.count == 942)
+
+        let names = try ModelTensorNames(config: TinyConfigs.sd21)
+        var produced = Set<String>()
+        for t in names.tensors {
+            if t.sources.isEmpty {
+                produced.insert([t.name, shapeString(t.shape), "all", "-", "-", "-", "-"].joined(separator: "\t"))
+            }
+            for s in t.sources {
+                let rows: String, kind: String
+                switch s.transform {
+                case .copy: rows = "all"; kind = "copy"
+                case .reshape: rows = "all"; kind = "reshape"
+                case .rows(let r): rows = "\(r.lowerBound):\(r.upperBound)"; kind = "rows"
+                }
+                produced.insert([t.name, shapeString(t.shape), rows, s.component.weightsFile, s.key, shapeString(s.shape), kind]
+                    .joined(separator: "\t"))
+            }
+        }
+        let missing = expected.subtracting(produced).sorted()
+        let extra = produced.subtracting(expected).sorted()
+        #expect(missing.isEmpty, "missing rows: \(missing.prefix(10))")
+        #expect(extra.isEmpty, "unexpected rows: \(extra.prefix(10))")
+
+        // Origins of the LDM-only keys match the fixture's categories.
+        for line in lines {
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            let origin = names.origin(of: f[0])
+            switch f[6] {
+            case "ldm_only_skipped_layer": #expect(origin == .skippedLayer, "\(f[0])")
+            case "ldm_only_unused": #expect(origin == .unused, "\(f[0])")
+            case "ldm_only_schedule_buffer": #expect(origin == .scheduleBuffer, "\(f[0])")
+            default: #expect(origin == .spatial, "\(f[0])")
+            }
+        }
+        // SD 2.1 indices: no VideoCrafter shift.
+        #expect(names.canonical(component: .unet, key: "mid_block.resnets.1.conv1.weight")?.tensor.name
+                == "model.diffusion_model.middle_block.2.in_layers.2.weight")
+        #expect(names.canonical(component: .unet, key: "up_blocks.1.upsamplers.0.conv.weight")?.tensor.name
+                == "model.diffusion_model.output_blocks.5.2.conv.weight")
+    }
+
+    /// The VC2 enumeration yields exactly the tiny model's tensors with their shapes, including
+    /// the temporal modules, and the SD -> VC2 index shifts.
+    @Test func vc2TinyEnumerationMatchesTheCheckpoint() throws {
+        let model = try Fixtures.tinyModel()
+        let names = try ModelTensorNames(config: TinyConfigs.vc2)
+        let enumerated = Dictionary(uniqueKeysWithValues: names.tensors.map { ($0.name, $0.shape) })
+        var fileShapes: [String: [Int]] = [:]
+        for e in model.entries { fileShapes[e.name] = e.shape }
+        #expect(Set(enumerated.keys) == Set(fileShapes.keys),
+                "only enumerated: \(Set(enumerated.keys).subtracting(fileShapes.keys).sorted().prefix(8)); only in file: \(Set(fileShapes.keys).subtracting(enumerated.keys).sorted().prefix(8))")
+        for (name, shape) in enumerated {
+            guard let shape, let actual = fileShapes[name] else { continue }
+            #expect(shape == actual, "\(name): enumerated \(shape), file \(actual)")
+        }
+
+        let prefix = ModelTensorNames.unetPrefix
+        func ldm(_ key: String) -> String? { names.canonical(component: .unet, key: key)?.tensor.name }
+        #expect(ldm("mid_block.resnets.1.conv2.weight") == prefix + "middle_block.3.out_layers.3.weight")
+        #expect(ldm("up_blocks.1.upsamplers.0.conv.weight") == prefix + "output_blocks.5.3.conv.weight")
+        #expect(ldm("up_blocks.2.upsamplers.0.conv.weight") == prefix + "output_blocks.8.3.conv.weight")
+        #expect(ldm("up_blocks.0.upsamplers.0.conv.weight") == prefix + "output_blocks.2.1.conv.weight")
+        #expect(ldm("down_blocks.2.downsamplers.0.conv.weight") == prefix + "input_blocks.9.0.op.weight")
+
+        // Temporal classification.
+        #expect(names.origin(of: prefix + "init_attn.0.proj_in.weight") == .temporal)
+        #expect(names.origin(of: prefix + "input_blocks.1.2.transformer_blocks.0.attn1.to_q.weight") == .temporal)
+        #expect(names.origin(of: prefix + "middle_block.2.proj_out.weight") == .temporal)
+        #expect(names.origin(of: prefix + "output_blocks.11.2.norm.bias") == .temporal)
+        #expect(names.origin(of: prefix + "output_blocks.3.0.temopral_conv.conv4.3.weight") == .temporal)
+        #expect(names.origin(of: prefix + "fps_embedding.2.weight") == .videoConditioning)
+        #expect(names.origin(of: prefix + "output_blocks.5.3.conv.weight") == .spatial)
+        #expect(names.origin(of: prefix + "middle_block.3.in_layers.2.weight") == .spatial)
+        // Every temporal / video-only tensor has no diffusers source, every spatial UNet one has.
+        for t in names.tensors where t.name.hasPrefix(prefix) {
+            #expect(t.origin.isVideoOnly == t.sources.isEmpty, "\(t.name)")
+        }
+    }
+
+    @Test func sd21PresetRejectsTemporalSwitches() throws {
+        var c = ModelConfig.sd21_512
+        #expect(throws: Never.self) { _ = try ModelTensorNames(config: c) }
+        c.unet.temporalConv = true
+        #expect(throws: ConfigError.self) { _ = try ModelTensorNames(config: c) }
+    }
+}
