@@ -199,6 +199,22 @@ public enum Ops {
         return y
     }
 
+    /// x viewed as [samples, rows, C] plus one C-vector per sample: y[s, r, :] = x[s, r, :] + v[s, :]
+    /// for v of shape [samples, C] (e.g. a per-batch-item time embedding added to all its frames).
+    public static func addRowVectors(_ x: Tensor, _ v: Tensor, samples: Int) throws -> Tensor {
+        try requireF32(x, "add input"); try requireF32(v, "row vectors")
+        let c = channels(x)
+        guard samples > 0, rows(x) % samples == 0, v.count == samples * c else {
+            throw TensorError.shapeMismatch("add row vectors \(v.shape) to \(x.shape) as \(samples) samples")
+        }
+        let y = Tensor(zeros: x.shape)
+        let per = rows(x) / samples
+        for s in 0..<samples {
+            vck_add_row_vector(x.f32 + s * per * c, v.f32 + s * c, y.f32 + s * per * c, Int64(per), Int64(c))
+        }
+        return y
+    }
+
     public static func scale(_ x: Tensor, _ s: Float) throws -> Tensor {
         try requireF32(x, "scale input")
         let y = x.copy()
