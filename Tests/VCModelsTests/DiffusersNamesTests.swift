@@ -142,3 +142,29 @@ private func shapeString(_ s: [Int]?) -> String {
         #expect(throws: ConfigError.self) { _ = try ModelTensorNames(config: c) }
     }
 }
+
+@Suite struct FullSizeNamesTests {
+    /// The full-size VC2 configuration enumerates exactly the 2,039 keys (and shapes) of the
+    /// official checkpoint (fixtures/videocrafter2-state-dict-keys.tsv).
+    @Test func vc2_512EnumerationMatchesTheOfficialKeyList() throws {
+        let text = try String(contentsOfFile: Fixtures.path("videocrafter2-state-dict-keys.tsv"), encoding: .utf8)
+        var official: [String: String] = [:]
+        for line in text.split(separator: "\n").dropFirst() {
+            let f = line.split(separator: "\t").map(String.init)
+            official[f[0]] = f[1]
+        }
+        #expect(official.count == 2039)
+        let names = try ModelTensorNames(config: .vc2_512)
+        var ours: [String: String] = [:]
+        for t in names.tensors {
+            ours[t.name] = t.shape.map { $0.isEmpty ? "scalar" : $0.map(String.init).joined(separator: "x") } ?? official[t.name]
+        }
+        #expect(Set(ours.keys) == Set(official.keys),
+                "only ours: \(Set(ours.keys).subtracting(official.keys).sorted().prefix(5)); only official: \(Set(official.keys).subtracting(ours.keys).sorted().prefix(5))")
+        let wrong = ours.filter { official[$0.key] != nil && official[$0.key] != $0.value }.keys.sorted()
+        #expect(wrong.isEmpty, "shapes differ: \(wrong.prefix(5))")
+        #expect(names.origin(of: "cond_stage_model.model.transformer.resblocks.23.attn.in_proj_weight") == .skippedLayer)
+        #expect(names.canonical(component: .textEncoder, key: "text_model.encoder.layers.22.self_attn.v_proj.weight")?.source.transform
+                == .rows(2048..<3072))
+    }
+}

@@ -388,3 +388,29 @@ struct OverlaySource: TensorSource {
         #expect(try file.check(options: o).count == 1)
     }
 }
+
+/// The merged weights drive the real UNet to the reference outputs (lora/expected_outputs).
+@Suite struct LoRAMergedUNetTests {
+    @Test(arguments: [("kohya.safetensors", 1.0, "kohya_m1.0"), ("kohya.safetensors", 0.7, "kohya_m0.7"),
+                      ("peft.safetensors", 1.0, "peft")])
+    func mergedUNetEpsMatchesExpectedOutputs(lora: String, multiplier: Double, tag: String) throws {
+        let base = try LoRAFixture.base()
+        let source = try LoRAFixture.file(lora)
+        let file = try LoRAFixture.load(source, metadata: source.metadata, name: lora, base: base)
+        let merged = try LoRAFixture.merged(base, [(file, multiplier)])
+        let golden = try Fixtures.golden()
+        let expected = try LoRAFixture.file("expected_outputs.safetensors")
+
+        let x = try Ops.channelsLast(try #require(try golden.tensor(named: "unet.x"))).reshaped([5, 8, 16, 4]) // [1,4,T,h,w] -> [T,h,w,4]
+        let context = try #require(try golden.tensor(named: "unet.context"))                                   // [1, 77, 32]
+        let unet = try UNet3D(config: TinyConfigs.vc2.unet, weights: merged)
+        let eps = try unet(x: x, timesteps: [981], context: context, fps: [28], frames: 5)
+        let want = try Ops.channelsLast(try #require(try expected.tensor(named: "\(tag).unet_eps_t981"))).floats()
+        let c = Comparison(eps.floats(), want)
+        print("merged UNet eps \(tag): \(c)")
+        #expect(c.maxAbs <= 5e-5 && c.relRMS <= 2e-5, "\(tag): \(c)")
+        // The LoRA moved eps far more than the tolerance (README: rel. RMS change 0.14-0.20).
+        let plain = try Ops.channelsLast(try #require(try golden.tensor(named: "unet.t981.eps"))).floats()
+        #expect(Comparison(plain, want).relRMS > 0.1)
+    }
+}
