@@ -168,3 +168,40 @@ private func shapeString(_ s: [Int]?) -> String {
                 == .rows(2048..<3072))
     }
 }
+
+@Suite struct DiffusersCanonicalSourceTests {
+    /// Splitting the tiny model into diffusers-named tensors (the mapping read backwards) and
+    /// serving them through DiffusersCanonicalSource gives back every SD-counterpart tensor
+    /// byte for byte.
+    @Test func roundTripThroughDiffusersNames() throws {
+        let model = try Fixtures.tinyModel()
+        let names = try ModelTensorNames(config: TinyConfigs.vc2)
+        var parts: [DiffusersComponent: [String: Tensor]] = [:]
+        for t in names.tensors {
+            guard let x = try model.tensor(named: t.name) else { continue }
+            for s in t.sources {
+                switch s.transform {
+                case .copy: parts[s.component, default: [:]][s.key] = x
+                case .reshape: parts[s.component, default: [:]][s.key] = try x.reshaped(s.shape)
+                case .rows(let r): parts[s.component, default: [:]][s.key] = try x.rows(r.lowerBound, r.count)
+                }
+            }
+        }
+        parts[.textEncoder]?["text_model.embeddings.position_ids"] = Tensor(zeros: [1, 77], dtype: .i64)
+        let source = DiffusersCanonicalSource(names: names, components: parts.mapValues { DictionarySource($0) })
+        let expected = names.tensors.filter { !$0.sources.isEmpty }.map(\.name)
+        #expect(source.tensorNames == expected)
+        #expect(source.unusedDiffusersTensors == ["text_encoder/text_model.embeddings.position_ids"])
+        for name in expected {
+            let got = try #require(try source.tensor(named: name)), want = try #require(try model.tensor(named: name))
+            #expect(got.shape == want.shape && got.bytes() == want.bytes(), "\(name)")
+        }
+        // Temporal tensors are not served.
+        #expect(try source.tensor(named: "model.diffusion_model.init_attn.0.norm.weight") == nil)
+        // A wrongly shaped diffusers tensor is reported by name.
+        var bad = parts
+        bad[.unet]?["conv_in.weight"] = Tensor(zeros: [32, 4, 1, 1])
+        let badSource = DiffusersCanonicalSource(names: names, components: bad.mapValues { DictionarySource($0) })
+        #expect(throws: TensorError.self) { try badSource.tensor(named: "model.diffusion_model.input_blocks.0.0.weight") }
+    }
+}

@@ -16,6 +16,7 @@
 // fall out by themselves: a TemporalTransformer after each SpatialTransformer moves SD's
 // `middle_block.2` to `middle_block.3` and the upsamplers of `output_blocks.5/8` from `.2` to `.3`.
 // Parameter names inside each module kind are data (the rule tables below), not string rewriting.
+import VCTensor
 
 /// A diffusers sub-model folder of a `StableDiffusionPipeline`.
 public enum DiffusersComponent: String, Sendable, Codable, CaseIterable {
@@ -504,4 +505,65 @@ extension ModelConfig {
         d.useScale = false
         return ModelConfig(kind: .sd21, unet: u, text: TextEncoderConfig(), vae: VAEConfig(), diffusion: d)
     }()
+}
+
+// MARK: - diffusers folder as canonical tensors
+
+/// The tensors of a diffusers pipeline folder (one source per component: `unet`, `vae`,
+/// `text_encoder`) served under canonical names: copies as they are, the VAE attention weights
+/// reshaped to 1x1 convs, the text encoder's q/k/v stacked into the fused `in_proj`.
+/// Canonical tensors without a diffusers counterpart (temporal modules, skipped text blocks,
+/// schedule buffers) are not listed.
+public struct DiffusersCanonicalSource: TensorSource {
+    public let names: ModelTensorNames
+    public let components: [DiffusersComponent: any TensorSource]
+    /// Canonical names whose every diffusers source is present, in enumeration order.
+    public let tensorNames: [String]
+
+    public init(names: ModelTensorNames, components: [DiffusersComponent: any TensorSource]) {
+        self.names = names
+        self.components = components
+        let present = components.mapValues { Set($0.tensorNames) }
+        tensorNames = names.tensors.filter { t in
+            !t.sources.isEmpty && t.sources.allSatisfy { present[$0.component]?.contains($0.key) == true }
+        }.map(\.name)
+    }
+
+    /// diffusers tensors (as `component/key`) that feed no canonical tensor.
+    public var unusedDiffusersTensors: [String] {
+        components.flatMap { c, src in
+            src.tensorNames.filter { names.canonical(component: c, key: $0) == nil }.map { "\(c.rawValue)/\($0)" }
+        }.sorted()
+    }
+
+    public func tensor(named name: String) throws -> Tensor? {
+        guard let t = names.tensor(named: name), !t.sources.isEmpty else { return nil }
+        var parts: [(rows: Range<Int>, tensor: Tensor)] = []
+        for s in t.sources {
+            guard let src = components[s.component], let x = try src.tensor(named: s.key) else { return nil }
+            guard x.shape == s.shape else {
+                throw TensorError.shapeMismatch("diffusers \(s.component.rawValue)/\(s.key) is \(x.shape), expected \(s.shape) for \(name)")
+            }
+            switch s.transform {
+            case .copy: return x
+            case .reshape: return try x.reshaped(t.shape ?? x.shape)
+            case .rows(let r): parts.append((r, x))
+            }
+        }
+        // The fused in_proj: row slices stacked in order, covering every row once, one dtype.
+        parts.sort { $0.rows.lowerBound < $1.rows.lowerBound }
+        var next = 0
+        var bytes: [UInt8] = []
+        for p in parts {
+            guard p.rows.lowerBound == next, p.tensor.dtype == parts[0].tensor.dtype else {
+                throw TensorError.shapeMismatch("diffusers sources of \(name) do not tile its rows with one dtype")
+            }
+            bytes += p.tensor.bytes()
+            next = p.rows.upperBound
+        }
+        guard let shape = t.shape, shape.first == next else {
+            throw TensorError.shapeMismatch("diffusers sources of \(name) cover \(next) rows of \(t.shape ?? [])")
+        }
+        return try Tensor(shape: shape, dtype: parts[0].tensor.dtype, bytes: bytes)
+    }
 }
