@@ -165,13 +165,18 @@ public struct MergeLoRAJob: Sendable {
         self.options = options
     }
 
-    /// Opens a LoRA file (safetensors; `.ckpt` / `.pt` LoRAs are not read yet).
-    static func open(_ path: String) throws -> SafetensorsFile {
-        let lower = path.lowercased()
-        guard lower.hasSuffix(".safetensors") else {
-            throw MergeLoRAError.unsupportedFile(path: path, "LoRA files must be .safetensors (convert .ckpt/.pt LoRAs first)")
+    /// Opens a LoRA file: safetensors (with its metadata) or a PyTorch zip checkpoint (`.ckpt` /
+    /// `.pt`, no metadata), judged by content.
+    static func open(_ path: String) throws -> (source: any TensorSource, metadata: [String: String], file: MappedFile) {
+        switch try TensorFiles.kind(of: path) {
+        case .safetensors:
+            let f = try SafetensorsFile(path: path)
+            return (f, f.metadata, f.file)
+        case .torchZip:
+            return (try TorchCheckpoint(path: path), [:], try MappedFile(path: path))
+        case .diffusersFolder:
+            throw MergeLoRAError.unsupportedFile(path: path, "a diffusers pipeline folder is not a LoRA file (give the .safetensors inside it)")
         }
-        return try SafetensorsFile(path: path)
     }
 
     /// Reads every LoRA, validates it against the base, and plans the merge. Content errors
@@ -185,9 +190,9 @@ public struct MergeLoRAJob: Sendable {
         var planned: [(deltas: [LoRADelta], multiplier: Double)] = []
 
         for spec in loras {
-            let source = try Self.open(spec.path)
+            let (source, metadata, mapped) = try Self.open(spec.path)
             let name = URL(fileURLWithPath: spec.path).lastPathComponent
-            let file = try LoRAFile.load(source, metadata: source.metadata, name: name, names: names, base: base)
+            let file = try LoRAFile.load(source, metadata: metadata, name: name, names: names, base: base)
             let deltas: [LoRADelta]
             do {
                 deltas = try file.check(options: options)
@@ -203,7 +208,7 @@ public struct MergeLoRAJob: Sendable {
             }
             let included = options.includeTemporal ? file.temporal : []
             report.files.append(MergeLoRAReport.File(
-                name: name, path: spec.path, bytes: source.file.size, sha256: try FileDigest.sha256Hex(of: source.file),
+                name: name, path: spec.path, bytes: mapped.size, sha256: try FileDigest.sha256Hex(of: mapped),
                 multiplier: spec.multiplier, scheme: file.scheme.rawValue,
                 matched: (file.deltas + included).map(module),
                 skippedTemporal: options.includeTemporal ? [] : file.temporal.map(module),

@@ -205,3 +205,29 @@ private func shapeString(_ s: [Int]?) -> String {
         #expect(throws: TensorError.self) { try badSource.tensor(named: "model.diffusion_model.input_blocks.0.0.weight") }
     }
 }
+
+@Suite struct SD21DiffusersFolderTests {
+    /// The sd21-tiny diffusers folder: all 916 diffusers tensors feed the 904 canonical tensors
+    /// inference uses (README acceptance rule), each assembled with the mapping's shape.
+    @Test func sd21TinyFolderAssemblesEveryInferenceTensor() throws {
+        let folder = try DiffusersFolder(path: Fixtures.path("sd21-tiny/diffusers"))
+        var components: [DiffusersComponent: any TensorSource] = [:]
+        for c in DiffusersComponent.allCases {
+            let s: any TensorSource = try #require(folder.source(c.rawValue), "component \(c.rawValue)")
+            components[c] = s
+        }
+        let names = try ModelTensorNames(config: TinyConfigs.sd21)
+        let source = DiffusersCanonicalSource(names: names, components: components)
+        #expect(components.values.reduce(0) { $0 + $1.tensorNames.count } == 916)
+        #expect(source.unusedDiffusersTensors.isEmpty, "\(source.unusedDiffusersTensors.prefix(5))")
+        #expect(source.tensorNames.count == 904)
+        for name in source.tensorNames {
+            let t = try #require(try source.tensor(named: name))
+            #expect(t.shape == names.tensor(named: name)?.shape, "\(name)")
+        }
+        // The fused in_proj holds q, k, v in that order.
+        let fused = try #require(try source.tensor(named: "cond_stage_model.model.transformer.resblocks.2.attn.in_proj_weight"))
+        let k = try #require(try components[.textEncoder]?.tensor(named: "text_model.encoder.layers.2.self_attn.k_proj.weight"))
+        #expect(try fused.rows(32, 32).bytes() == k.bytes())
+    }
+}

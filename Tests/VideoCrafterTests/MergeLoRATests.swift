@@ -188,10 +188,16 @@ private func temporaryDirectory() throws -> String {
             #expect(e?.description.hasPrefix("\(tag).safetensors:") == true, "\(tag): \(String(describing: e))")
             #expect(sink.tensorNames.isEmpty)
         }
-        // Not a safetensors file.
-        let job = MergeLoRAJob(base: try Fixtures.tinyModel(), config: tinyVC2, loras: [LoRASpec(path: "\(dir)/style.ckpt")])
-        #expect(throws: MergeLoRAError.unsupportedFile(path: "\(dir)/style.ckpt", "LoRA files must be .safetensors (convert .ckpt/.pt LoRAs first)")) {
-            try job.plan()
+        // Not a LoRA file: a diffusers folder, a missing file, a text file.
+        for (path, text) in [(Fixtures.path("sd21-tiny/diffusers"), "not a LoRA file"), ("\(dir)/missing.safetensors", "no such file"),
+                             (Fixtures.path("vc2-tiny-a/config.yaml"), "not a safetensors file")] {
+            let job = MergeLoRAJob(base: try Fixtures.tinyModel(), config: tinyVC2, loras: [LoRASpec(path: path)])
+            do {
+                _ = try job.plan()
+                Issue.record("\(path) accepted as a LoRA")
+            } catch {
+                #expect("\(error)".contains(path) && "\(error)".contains(text), "\(error)")
+            }
         }
     }
 
