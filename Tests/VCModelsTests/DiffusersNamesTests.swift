@@ -135,8 +135,8 @@ private func shapeString(_ s: [Int]?) -> String {
         }
     }
 
-    @Test func sd21PresetRejectsTemporalSwitches() throws {
-        var c = ModelConfig.sd21_512
+    @Test func sd21KindRejectsTemporalSwitches() throws {
+        var c = TinyConfigs.sd21
         #expect(throws: Never.self) { _ = try ModelTensorNames(config: c) }
         c.unet.temporalConv = true
         #expect(throws: ConfigError.self) { _ = try ModelTensorNames(config: c) }

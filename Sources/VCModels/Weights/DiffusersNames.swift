@@ -493,20 +493,6 @@ extension ModelTensorNames {
     }
 }
 
-// MARK: - presets
-
-extension ModelConfig {
-    /// Stable Diffusion 2.1-base (stabilityai v2-inference.yaml): the VC2 UNet without its
-    /// temporal parts, the same VAE and OpenCLIP ViT-H text tower, no `scale_arr`.
-    public static let sd21_512: ModelConfig = {
-        var u = UNetConfig()
-        u.temporalConv = false; u.temporalAttention = false; u.additionAttention = false; u.fpsCond = false
-        var d = DiffusionConfig()
-        d.useScale = false
-        return ModelConfig(kind: .sd21, unet: u, text: TextEncoderConfig(), vae: VAEConfig(), diffusion: d)
-    }()
-}
-
 // MARK: - diffusers folder as canonical tensors
 
 /// The tensors of a diffusers pipeline folder (one source per component: `unet`, `vae`,
