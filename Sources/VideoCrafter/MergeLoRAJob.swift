@@ -147,7 +147,7 @@ public struct MergeLoRAReport: Sendable, Codable, Equatable {
 public struct MergeLoRAPlan: Sendable {
     public var source: LoRAMergedSource
     public var report: MergeLoRAReport
-    /// Policy violations (unmatched, temporal, quantized base) in the order found.
+    /// Policy violations (unmatched modules, quantized base) in the order found.
     public var errors: [LoRAError]
 }
 
@@ -181,7 +181,8 @@ public struct MergeLoRAJob: Sendable {
 
     /// Reads every LoRA, validates it against the base, and plans the merge. Content errors
     /// (malformed tensors, unknown keys, refused formats) throw; policy violations are collected
-    /// in `errors` (and the report's `problems`) so a dry run can show them.
+    /// in `errors` (and the report's `problems`) so a dry run can show them. Temporal deltas are
+    /// left out (and reported as skipped) unless `options.includeTemporal`.
     public func plan() throws -> MergeLoRAPlan {
         guard !loras.isEmpty else { throw MergeLoRAError.noLoRA }
         let names = try ModelTensorNames(config: config)
@@ -207,6 +208,9 @@ public struct MergeLoRAJob: Sendable {
                                        kind: d.kind, rank: d.rank, alpha: d.alpha, scale: d.scale(multiplier: spec.multiplier))
             }
             let included = options.includeTemporal ? file.temporal : []
+            if !file.temporal.isEmpty, !options.includeTemporal {
+                report.warnings.append("\(name): \(file.temporal.count) module(s) aimed at VideoCrafter temporal modules were skipped (merge them with --include-temporal)")
+            }
             report.files.append(MergeLoRAReport.File(
                 name: name, path: spec.path, bytes: mapped.size, sha256: try FileDigest.sha256Hex(of: mapped),
                 multiplier: spec.multiplier, scheme: file.scheme.rawValue,

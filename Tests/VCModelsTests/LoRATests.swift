@@ -344,7 +344,8 @@ struct OverlaySource: TensorSource {
         #expect(throws: Never.self) { try LoRAFixture.load(ok, metadata: ["ss_base_model_version": "sd_v2", "ss_v2": "True"]) }
     }
 
-    /// Deltas on temporal modules are refused unless included; included, they merge.
+    /// Deltas on temporal modules are left out unless included (spatial only by default);
+    /// included, they merge.
     @Test func temporalTargetsNeedIncludeTemporal() throws {
         let base = try LoRAFixture.base()
         let m = "lora_unet_input_blocks_1_2_transformer_blocks_0_attn1_to_q" // a TemporalTransformer (LDM name)
@@ -357,14 +358,18 @@ struct OverlaySource: TensorSource {
             "\(tc).lora_down.weight": tdown, "\(tc).lora_up.weight": tup,
             "\(spatial).lora_down.weight": down, "\(spatial).lora_up.weight": up]), base: base)
         #expect(file.temporal.count == 2 && file.deltas.count == 1)
-        let e = #expect(throws: LoRAError.self) { try file.check(options: LoRAOptions()) }
-        if case .temporal(_, let modules)? = e {
-            #expect(modules.count == 2)
-            #expect(modules.contains { $0.contains("input_blocks.1.2.transformer_blocks.0.attn1.to_q.weight") })
-        } else {
-            Issue.record("expected a temporal refusal, got \(String(describing: e))")
+        #expect(Set(file.temporal.map(\.target.tensor)) == ["model.diffusion_model.input_blocks.1.2.transformer_blocks.0.attn1.to_q.weight", "\(tc).weight"])
+        #expect(file.temporal.allSatisfy { $0.target.origin == .temporal })
+
+        // Default: only the spatial delta is merged; the temporal tensors keep their bytes.
+        let spatialOnly = try file.check(options: LoRAOptions())
+        #expect(spatialOnly.map(\.target.tensor) == ["model.diffusion_model.input_blocks.1.1.proj_in.weight"])
+        let plain = try LoRAFixture.merged(base, [(file, 1.0)])
+        #expect(Set(plain.plan.keys) == ["model.diffusion_model.input_blocks.1.1.proj_in.weight"])
+        for t in file.temporal.map(\.target.tensor) {
+            #expect(try plain.tensor(named: t)?.bytes() == base.tensor(named: t)?.bytes())
         }
-        #expect(e?.description.contains("--include-temporal") == true)
+
         var options = LoRAOptions(); options.includeTemporal = true
         let merged = try LoRAFixture.merged(base, [(file, 1.0)], options: options)
         let name = "\(tc).weight"
@@ -372,6 +377,7 @@ struct OverlaySource: TensorSource {
         let delta = LoRAFixture.matmul(tup.floats(), tdown.floats(), m: 32, k: 2, n: 32 * 3)
         let got = try #require(try merged.tensor(named: name)).floats()
         #expect(Comparison(got, zip(w, delta).map { $0 + $1 }).maxAbs <= 1e-6)
+        #expect(merged.plan.count == 3)
     }
 
     /// Modules the model does not have are an error unless allowed, then reported.

@@ -100,9 +100,10 @@ private func temporaryDirectory() throws -> String {
         #expect(decoded == report)
     }
 
-    /// A LoRA touching temporal modules: the plan reports them as skipped with the error a run
-    /// would raise; the run refuses before writing; --include-temporal merges them.
-    @Test func temporalDeltasAreRefusedUnlessIncluded() throws {
+    /// A LoRA touching a temporal module: by default its spatial part is merged and the temporal
+    /// delta is skipped (reported, with a warning), the temporal tensor written unchanged;
+    /// --include-temporal merges it.
+    @Test func temporalDeltasAreSkippedUnlessIncluded() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/temporal.safetensors"
@@ -113,24 +114,54 @@ private func temporaryDirectory() throws -> String {
                               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": down,
                               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": up], to: path)
         let base = try Fixtures.tinyModel()
+        let name = "model.diffusion_model.init_attn.0.transformer_blocks.0.attn1.to_q.weight"
         var job = MergeLoRAJob(base: base, config: tinyVC2, loras: [LoRASpec(path: path)])
         let plan = try job.plan()
-        #expect(plan.report.files[0].skippedTemporal.map(\.tensor) == ["model.diffusion_model.init_attn.0.transformer_blocks.0.attn1.to_q.weight"])
-        #expect(plan.report.files[0].matched.count == 1)
-        #expect(plan.report.problems.count == 1 && plan.report.problems[0].contains("--include-temporal"))
-        #expect(plan.report.text().contains("1 skipped (temporal)"))
-        let sink = MemoryTensorSink()
-        #expect(throws: LoRAError.self) { try job.run(into: sink) }
-        #expect(sink.tensorNames.isEmpty)
+        #expect(plan.report.files[0].skippedTemporal.map(\.tensor) == [name])
+        #expect(plan.report.files[0].matched.map(\.tensor) == ["model.diffusion_model.input_blocks.1.1.proj_in.weight"])
+        #expect(plan.report.problems.isEmpty)
+        #expect(plan.report.warnings.count == 1 && plan.report.warnings[0].contains("--include-temporal"))
+        #expect(plan.report.text().contains("1 modules matched, 1 skipped (temporal), 0 unmatched"))
+
+        var sink = MemoryTensorSink()
+        var report = try job.run(into: sink)
+        #expect(report.changedTensors == ["model.diffusion_model.input_blocks.1.1.proj_in.weight"])
+        #expect(try sink.tensor(named: name)?.bytes() == base.tensor(named: name)?.bytes())
 
         job.options.includeTemporal = true
-        let report = try job.run(into: sink)
-        #expect(report.changedTensors.count == 2)
-        let name = "model.diffusion_model.init_attn.0.transformer_blocks.0.attn1.to_q.weight"
+        sink = MemoryTensorSink()
+        report = try job.run(into: sink)
+        #expect(report.changedTensors.count == 2 && report.files[0].skippedTemporal.isEmpty && report.warnings.isEmpty)
         let w = try #require(try base.tensor(named: name)).floats()
         let got = try #require(try sink.tensor(named: name)).floats()
         // delta = up @ down = 2 * (0.02 * 0.01) everywhere, scale alpha/r = 1.
         #expect(Comparison(got, w.map { $0 + 0.0004 }).maxAbs <= 1e-6)
+    }
+
+    /// Unmatched modules: the plan lists them as a problem, the run refuses before writing,
+    /// --allow-unmatched merges the rest.
+    @Test func unmatchedModulesAreAnErrorUnlessAllowed() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/extra.safetensors"
+        let down = try Tensor(shape: [2, 32], floats: (0..<64).map { Float($0 % 7) * 0.01 })
+        let up = try Tensor(shape: [32, 2], floats: (0..<64).map { Float($0 % 5) * -0.02 })
+        try writeSafetensors(["lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": down,
+                              "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": up,
+                              "lora_te_text_model_encoder_layers_7_mlp_fc1.lora_down.weight": down,
+                              "lora_te_text_model_encoder_layers_7_mlp_fc1.lora_up.weight": try Tensor(shape: [128, 2], floats: [Float](repeating: 0.01, count: 256))],
+                             to: path)
+        var job = MergeLoRAJob(base: try Fixtures.tinyModel(), config: tinyVC2, loras: [LoRASpec(path: path)])
+        let plan = try job.plan()
+        #expect(plan.report.files[0].unmatched == ["lora_te_text_model_encoder_layers_7_mlp_fc1"])
+        #expect(plan.report.problems.count == 1 && plan.report.problems[0].contains("--allow-unmatched"))
+        let sink = MemoryTensorSink()
+        #expect(throws: LoRAError.unmatched(file: "extra.safetensors", modules: ["lora_te_text_model_encoder_layers_7_mlp_fc1"])) {
+            try job.run(into: sink)
+        }
+        #expect(sink.tensorNames.isEmpty)
+        job.options.allowUnmatched = true
+        #expect(try job.run(into: sink).changedTensors == ["model.diffusion_model.input_blocks.1.1.proj_in.weight"])
     }
 
     /// A q8_0 base is refused unless requantizing; requantized, touched rows are re-quantized

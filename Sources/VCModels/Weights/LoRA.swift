@@ -166,7 +166,7 @@ public struct LoRAFile: Sendable {
     public var scheme: LoRAScheme
     /// Deltas on spatial tensors (and on temporal ones when included).
     public var deltas: [LoRADelta]
-    /// Deltas on temporal / video-only tensors (not merged unless `includeTemporal`).
+    /// Deltas on temporal / video-only tensors (merged only with `includeTemporal`).
     public var temporal: [LoRADelta]
     /// Modules that match no tensor of the model (as the file names them).
     public var unmatched: [String]
@@ -202,13 +202,11 @@ public struct LoRAFile: Sendable {
         return file
     }
 
-    /// Applies the policy: unmatched modules and temporal targets are errors unless allowed;
-    /// returns the deltas to merge.
+    /// Applies the policy and returns the deltas to merge: unmatched modules are an error unless
+    /// allowed; deltas on temporal (video-only) modules are left out unless included ("spatial only
+    /// by default"; the caller reports them as skipped).
     public func check(options: LoRAOptions) throws -> [LoRADelta] {
         if !unmatched.isEmpty, !options.allowUnmatched { throw LoRAError.unmatched(file: name, modules: unmatched) }
-        if !temporal.isEmpty, !options.includeTemporal {
-            throw LoRAError.temporal(file: name, modules: temporal.map { "\($0.module) -> \($0.target.tensor)" })
-        }
         return options.includeTemporal ? deltas + temporal : deltas
     }
 

@@ -69,8 +69,6 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
     case sd1(file: String, key: String, String)
     /// Modules that no tensor of the model matches.
     case unmatched(file: String, modules: [String])
-    /// Deltas aimed at VideoCrafter's temporal modules while they are excluded.
-    case temporal(file: String, modules: [String])
     /// The base weight is quantized (q8_0) and requantizing was not allowed.
     case quantizedBase(tensor: String, dtype: String)
 
@@ -87,8 +85,6 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
         case .sd1(let f, let k, let m): return "\(f): this is a Stable Diffusion 1.x LoRA and cannot be merged into an SD 2.x-based model (key '\(k)': \(m))"
         case .unmatched(let f, let ms):
             return "\(f): \(ms.count) LoRA module(s) match no tensor of the model (use --allow-unmatched to skip them):\n" + list(ms)
-        case .temporal(let f, let ms):
-            return "\(f): \(ms.count) LoRA module(s) target VideoCrafter temporal modules, which are left alone unless --include-temporal is given:\n" + list(ms)
         case .quantizedBase(let t, let d):
             return "base tensor '\(t)' is \(d): merging into quantized weights needs --requantize (dequantize, merge, quantize; lossy). The documented flow is: import as f32 or f16, merge, then quantize"
         }
