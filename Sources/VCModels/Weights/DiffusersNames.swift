@@ -1,555 +1,320 @@
-// Canonical (LDM / VideoCrafter) tensor names of a model, enumerated from its configuration, and
-// the SD 2.x diffusers tensor each one comes from.
+// diffusers pipeline folders (Stable Diffusion 2.x) in canonical LDM names and configuration.
 //
-// The module tree is walked the way the upstream constructors build it:
-//   UNet: AILab-CVC/VideoCrafter@11bcd76 lvdm/modules/networks/openaimodel3d.py (UNetModel.__init__,
-//         ResBlock, TemporalConvBlock) and lvdm/modules/attention.py (SpatialTransformer,
-//         TemporalTransformer); with the temporal switches off it is SD 2.1's
-//         ldm/modules/diffusionmodules/openaimodel.py layout.
-//   VAE:  lvdm/modules/networks/ae_modules.py (Encoder, Decoder) = SD's ldm AutoencoderKL.
-//   Text: mlfoundations/open_clip v2.22.0 transformer.py (TextTransformer, ResidualAttentionBlock).
-// The diffusers side follows huggingface/diffusers@58eb52c scripts/convert_diffusers_to_original_
-// stable_diffusion.py (UNet/VAE tables) and src/diffusers/pipelines/stable_diffusion/
-// convert_from_ckpt.py (convert_open_clip_checkpoint: the fused in_proj row slices).
-//
-// Because the LDM side is enumerated from the real module list, the VideoCrafter2 index shifts
-// fall out by themselves: a TemporalTransformer after each SpatialTransformer moves SD's
-// `middle_block.2` to `middle_block.3` and the upsamplers of `output_blocks.5/8` from `.2` to `.3`.
-// Parameter names inside each module kind are data (the rule tables below), not string rewriting.
-import VCTensor
+// The name correspondence follows the module structures on both sides: LDM
+// (Stability-AI/stablediffusion ldm/modules/diffusionmodules/openaimodel.py UNetModel,
+// ldm/modules/diffusionmodules/model.py Encoder/Decoder, open_clip 2.22.0 text tower) and diffusers
+// (UNet2DConditionModel with CrossAttnDownBlock2D / DownBlock2D / UNetMidBlock2DCrossAttn /
+// UpBlock2D / CrossAttnUpBlock2D, AutoencoderKL, transformers CLIPTextModel); it is the
+// correspondence diffusers' own scripts/convert_original_stable_diffusion_to_diffusers.py
+// implements, written here from the structure. A test checks every row of
+// fixtures/sd21-tiny/mapping.tsv against it.
+import Foundation
 
-/// A diffusers sub-model folder of a `StableDiffusionPipeline`.
-public enum DiffusersComponent: String, Sendable, Codable, CaseIterable {
-    case unet
-    case vae
-    case textEncoder = "text_encoder"
-
-    /// The weights file inside the pipeline folder.
-    public var weightsFile: String {
-        switch self {
-        case .unet: return "unet/diffusion_pytorch_model.safetensors"
-        case .vae: return "vae/diffusion_pytorch_model.safetensors"
-        case .textEncoder: return "text_encoder/model.safetensors"
-        }
-    }
-}
-
-/// How a diffusers tensor becomes (part of) the canonical tensor.
-public enum NameTransform: Sendable, Equatable {
-    /// Same shape, same values.
-    case copy
-    /// diffusers Linear [O, I] <-> LDM 1x1 conv [O, I, 1, 1] (VAE mid-block attention).
-    case reshape
-    /// The diffusers tensor is these rows of the canonical one (q/k/v of the fused `in_proj`).
-    case rows(Range<Int>)
-}
-
-/// One diffusers tensor that feeds a canonical tensor.
-public struct DiffusersSource: Sendable, Equatable {
-    public var component: DiffusersComponent
-    public var key: String
-    public var shape: [Int]
-    public var transform: NameTransform
-}
-
-/// Where a canonical tensor belongs.
-public enum TensorOrigin: String, Sendable, Codable {
-    /// A tensor with an SD 2.x counterpart (spatial UNet, VAE, text encoder).
-    case spatial
-    /// A VideoCrafter temporal module: `init_attn`, the TemporalTransformers, `temopral_conv`.
-    case temporal
-    /// VideoCrafter-only conditioning (`fps_embedding`): no SD counterpart, not a temporal layer.
-    case videoConditioning
-    /// The open_clip text block(s) the `penultimate` layer choice never runs.
-    case skippedLayer
-    /// Stored but never used at inference (`text_projection`, `logit_scale`).
-    case unused
-    /// DDPM schedule buffers (derived from the diffusion configuration).
-    case scheduleBuffer
-
-    /// Modules that SD 2.x LoRAs never target and that a merge leaves alone by default.
-    public var isVideoOnly: Bool { self == .temporal || self == .videoConditioning }
-}
-
-/// A canonical tensor: its LDM/VideoCrafter key, shape, origin and diffusers source(s).
-public struct CanonicalTensor: Sendable, Equatable {
-    public var name: String
-    /// nil when the configuration does not determine it (`text_projection`'s embedding width).
-    public var shape: [Int]?
-    public var origin: TensorOrigin
-    /// Empty for tensors without a diffusers counterpart; three for a fused `in_proj`.
-    public var sources: [DiffusersSource]
-}
-
-/// Every canonical tensor of a model configuration, with the SD 2.x diffusers mapping.
-public struct ModelTensorNames: Sendable {
-    public static let unetPrefix = "model.diffusion_model."
-    public static let vaePrefix = "first_stage_model."
-    public static let textPrefix = "cond_stage_model.model."
-
-    public let kind: ModelKind
-    public let tensors: [CanonicalTensor]
-    private let byName: [String: Int]
-    private let byDiffusers: [String: (tensor: Int, source: Int)]
-
-    /// Enumerates the whole model: UNet, VAE (encoder and decoder), text tower, schedule buffers.
-    public init(config: ModelConfig) throws {
-        var all = try ModelTensorNames.unet(config.unet, kind: config.kind)
-        all += try ModelTensorNames.vae(config.vae)
-        all += try ModelTensorNames.textEncoder(config.text)
-        all += ModelTensorNames.scheduleBuffers(config.diffusion, kind: config.kind)
-        try self.init(kind: config.kind, tensors: all)
+public enum DiffusersNames {
+    /// How a canonical tensor is made from diffusers tensors.
+    public enum Transform: Sendable, Equatable {
+        /// The same values and shape.
+        case copy
+        /// The same values in another shape (VAE attention 1x1 convs: diffusers stores [C, C]).
+        case reshape([Int])
+        /// The parts stacked along the first dimension (the text tower's fused q/k/v in_proj).
+        case concatRows
     }
 
-    /// A name table over an explicit list (names must be unique).
-    public init(kind: ModelKind, tensors: [CanonicalTensor]) throws {
-        self.kind = kind
-        self.tensors = tensors
-        var byName: [String: Int] = [:]
-        var byDiffusers: [String: (Int, Int)] = [:]
-        for (i, t) in tensors.enumerated() {
-            guard byName.updateValue(i, forKey: t.name) == nil else {
-                throw ConfigError("name table: canonical tensor '\(t.name)' enumerated twice")
-            }
-            for (j, s) in t.sources.enumerated() {
-                let k = "\(s.component.rawValue)/\(s.key)"
-                guard byDiffusers.updateValue((i, j), forKey: k) == nil else {
-                    throw ConfigError("name table: diffusers tensor '\(k)' feeds two canonical tensors")
-                }
-            }
-        }
-        self.byName = byName
-        self.byDiffusers = byDiffusers
+    /// Where one canonical tensor comes from: `parts` are folder-qualified diffusers names
+    /// (`unet/conv_in.weight`, `text_encoder/text_model...`), in order.
+    public struct Source: Sendable, Equatable {
+        public var parts: [String]
+        public var transform: Transform
     }
 
-    public func tensor(named name: String) -> CanonicalTensor? { byName[name].map { tensors[$0] } }
+    /// Names a folder may hold that have no meaning for inference (dropped without error).
+    public static let ignorable: Set<String> = ["text_encoder/text_model.embeddings.position_ids"]
 
-    /// The canonical tensor a diffusers tensor feeds, and how.
-    public func canonical(component: DiffusersComponent, key: String) -> (tensor: CanonicalTensor, source: DiffusersSource)? {
-        guard let (i, j) = byDiffusers["\(component.rawValue)/\(key)"] else { return nil }
-        return (tensors[i], tensors[i].sources[j])
-    }
-
-    /// Origin of a canonical name (nil for names the configuration does not produce).
-    public func origin(of name: String) -> TensorOrigin? { tensor(named: name)?.origin }
-}
-
-// MARK: - rule tables
-
-/// One parameterised submodule: LDM suffix, diffusers suffix (nil: no counterpart) and weight
-/// shape; `bias` adds `<suffix>.bias` of shape [weight.shape[0]].
-struct ParamRule {
-    var ldm: String
-    var diffusers: String?
-    var shape: [Int]
-    var bias: Bool
-    var transform: NameTransform
-    var origin: TensorOrigin?
-
-    init(_ ldm: String, _ diffusers: String?, _ shape: [Int], bias: Bool = true, transform: NameTransform = .copy, origin: TensorOrigin? = nil) {
-        self.ldm = ldm; self.diffusers = diffusers; self.shape = shape; self.bias = bias
-        self.transform = transform; self.origin = origin
-    }
-}
-
-/// Collects canonical tensors of one component.
-struct TensorList {
-    var items: [CanonicalTensor] = []
-    let ldmPrefix: String
-    let component: DiffusersComponent
-
-    /// Expands `rules` of a module at LDM path `ldm` (diffusers path `diffusers`, nil when the
-    /// module has no counterpart) into weight (+ bias) tensors of origin `origin`.
-    mutating func add(_ rules: [ParamRule], ldm: String, diffusers: String?, origin: TensorOrigin) {
-        for r in rules {
-            let o = r.origin ?? origin
-            let dPath = diffusers.flatMap { d in r.diffusers.map { join(d, $0) } }
-            let dShape: [Int]
-            if case .reshape = r.transform { dShape = Array(r.shape.prefix(2)) } else { dShape = r.shape }
-            emit(join(ldm, r.ldm) + ".weight", r.shape, o, dPath.map { ($0 + ".weight", dShape, r.transform) })
-            if r.bias {
-                let bShape = [r.shape.first ?? 0]
-                emit(join(ldm, r.ldm) + ".bias", bShape, o, dPath.map { ($0 + ".bias", bShape, NameTransform.copy) })
-            }
-        }
-    }
-
-    mutating func emit(_ ldm: String, _ shape: [Int]?, _ origin: TensorOrigin, _ source: (String, [Int], NameTransform)?) {
-        let sources = source.map { [DiffusersSource(component: component, key: $0.0, shape: $0.1, transform: $0.2)] } ?? []
-        items.append(CanonicalTensor(name: ldmPrefix + ldm, shape: shape, origin: origin, sources: sources))
-    }
-
-    private func join(_ a: String, _ b: String) -> String { a.isEmpty ? b : (b.isEmpty ? a : a + "." + b) }
-}
-
-enum Rules {
-    /// ResBlock (LDM) <-> ResnetBlock2D (diffusers); `temopral_conv` is VideoCrafter's
-    /// TemporalConvBlock (GroupNorm + Conv3d (3,1,1); the Sequential indices skip SiLU/Dropout).
-    static func resBlock(cin: Int, cout: Int, temb: Int, temporalConv: Bool) -> [ParamRule] {
-        var r = [
-            ParamRule("in_layers.0", "norm1", [cin]),
-            ParamRule("in_layers.2", "conv1", [cout, cin, 3, 3]),
-            ParamRule("emb_layers.1", "time_emb_proj", [cout, temb]),
-            ParamRule("out_layers.0", "norm2", [cout]),
-            ParamRule("out_layers.3", "conv2", [cout, cout, 3, 3]),
-        ]
-        if cin != cout { r.append(ParamRule("skip_connection", "conv_shortcut", [cout, cin, 1, 1])) }
-        if temporalConv {
-            for (i, conv) in ["conv1.2", "conv2.3", "conv3.3", "conv4.3"].enumerated() {
-                r.append(ParamRule("temopral_conv.conv\(i + 1).0", nil, [cout], origin: .temporal))
-                r.append(ParamRule("temopral_conv.\(conv)", nil, [cout, cout, 3, 1, 1], origin: .temporal))
-            }
-        }
-        return r
-    }
-
-    /// BasicTransformerBlock (same names in LDM and diffusers). `context` is attn2's key/value
-    /// width (the text width for spatial blocks, `inner` for self-attention-only temporal blocks).
-    static func transformerBlock(inner: Int, context: Int) -> [ParamRule] {
-        let ff = inner * 4
-        return [
-            ParamRule("attn1.to_q", "attn1.to_q", [inner, inner], bias: false),
-            ParamRule("attn1.to_k", "attn1.to_k", [inner, inner], bias: false),
-            ParamRule("attn1.to_v", "attn1.to_v", [inner, inner], bias: false),
-            ParamRule("attn1.to_out.0", "attn1.to_out.0", [inner, inner]),
-            ParamRule("attn2.to_q", "attn2.to_q", [inner, inner], bias: false),
-            ParamRule("attn2.to_k", "attn2.to_k", [inner, context], bias: false),
-            ParamRule("attn2.to_v", "attn2.to_v", [inner, context], bias: false),
-            ParamRule("attn2.to_out.0", "attn2.to_out.0", [inner, inner]),
-            ParamRule("ff.net.0.proj", "ff.net.0.proj", [2 * ff, inner]),
-            ParamRule("ff.net.2", "ff.net.2", [inner, ff]),
-            ParamRule("norm1", "norm1", [inner]),
-            ParamRule("norm2", "norm2", [inner]),
-            ParamRule("norm3", "norm3", [inner]),
-        ]
-    }
-
-    /// SpatialTransformer / TemporalTransformer (and diffusers Transformer2DModel). `projKernelDims`
-    /// is 0 for linear projections, 1 for Conv1d (temporal, use_linear off) and 2 for 1x1 Conv2d.
-    static func transformer(channels c: Int, inner: Int, context: Int, depth: Int, projKernelDims: Int) -> [ParamRule] {
-        let k = Array(repeating: 1, count: projKernelDims)
-        var r = [ParamRule("norm", "norm", [c]), ParamRule("proj_in", "proj_in", [inner, c] + k)]
-        for d in 0..<depth {
-            for p in transformerBlock(inner: inner, context: context) {
-                var q = p
-                q.ldm = "transformer_blocks.\(d).\(p.ldm)"
-                q.diffusers = p.diffusers.map { "transformer_blocks.\(d).\($0)" }
-                r.append(q)
-            }
-        }
-        r.append(ParamRule("proj_out", "proj_out", [c, inner] + k))
-        return r
-    }
-
-    /// ldm ResnetBlock (VAE) <-> diffusers ResnetBlock2D.
-    static func vaeResBlock(cin: Int, cout: Int) -> [ParamRule] {
-        var r = [
-            ParamRule("norm1", "norm1", [cin]),
-            ParamRule("conv1", "conv1", [cout, cin, 3, 3]),
-            ParamRule("norm2", "norm2", [cout]),
-            ParamRule("conv2", "conv2", [cout, cout, 3, 3]),
-        ]
-        if cin != cout { r.append(ParamRule("nin_shortcut", "conv_shortcut", [cout, cin, 1, 1])) }
-        return r
-    }
-
-    /// ldm AttnBlock (1x1 convs) <-> diffusers Attention (Linear, so weights are reshaped).
-    static func vaeAttention(_ c: Int) -> [ParamRule] {
-        [
-            ParamRule("norm", "group_norm", [c]),
-            ParamRule("q", "to_q", [c, c, 1, 1], transform: .reshape),
-            ParamRule("k", "to_k", [c, c, 1, 1], transform: .reshape),
-            ParamRule("v", "to_v", [c, c, 1, 1], transform: .reshape),
-            ParamRule("proj_out", "to_out.0", [c, c, 1, 1], transform: .reshape),
-        ]
-    }
-
-    /// open_clip ResidualAttentionBlock minus the fused in_proj (handled separately) <->
-    /// transformers CLIPEncoderLayer.
-    static func textBlock(width w: Int) -> [ParamRule] {
-        [
-            ParamRule("ln_1", "layer_norm1", [w]),
-            ParamRule("attn.out_proj", "self_attn.out_proj", [w, w]),
-            ParamRule("ln_2", "layer_norm2", [w]),
-            ParamRule("mlp.c_fc", "mlp.fc1", [4 * w, w]),
-            ParamRule("mlp.c_proj", "mlp.fc2", [w, 4 * w]),
-        ]
-    }
-}
-
-// MARK: - enumeration
-
-extension ModelTensorNames {
-    /// The UNet (`model.diffusion_model.*`). With `temporalConv`, `temporalAttention`,
-    /// `additionAttention` and `fpsCond` off this is SD 2.x's UNet.
-    public static func unet(_ c: UNetConfig, kind: ModelKind) throws -> [CanonicalTensor] {
-        try c.validate()
-        guard !c.resblockUpdown, !c.useScaleShiftNorm, c.convResample, !c.tempspatialAware else {
-            throw ConfigError("unet: resblock_updown, use_scale_shift_norm, conv_resample=false and tempspatial_aware are not supported")
-        }
-        if kind == .sd21, c.temporalConv || c.temporalAttention || c.additionAttention || c.fpsCond {
-            throw ConfigError("unet: an SD 2.1 model has no temporal_conv / temporal_attention / addition_attention / fps_cond")
-        }
-        var out = TensorList(ldmPrefix: unetPrefix, component: .unet)
-        let mc = c.modelChannels, temb = c.timeEmbedDim, levels = c.channelMult.count, nrb = c.numResBlocks
-        let proj = c.useLinear ? 0 : 2
-        let tproj = c.useLinear ? 0 : 1 // TemporalTransformer uses Conv1d when use_linear is off
-
-        func spatial(_ ch: Int) -> [ParamRule] {
-            let (h, d) = c.heads(for: ch)
-            return Rules.transformer(channels: ch, inner: h * d, context: c.contextDim, depth: c.transformerDepth, projKernelDims: proj)
-        }
-        func temporal(_ ch: Int) -> [ParamRule] {
-            let (h, d) = c.heads(for: ch)
-            // temporal_transformer_depth is 1 upstream (not exposed by the config).
-            return Rules.transformer(channels: ch, inner: h * d, context: c.temporalSelfAttOnly ? h * d : c.contextDim,
-                                     depth: 1, projKernelDims: tproj)
-        }
-        func res(_ cin: Int, _ cout: Int) -> [ParamRule] {
-            Rules.resBlock(cin: cin, cout: cout, temb: temb, temporalConv: c.temporalConv)
-        }
-
-        out.add([ParamRule("0", "linear_1", [temb, mc]), ParamRule("2", "linear_2", [temb, temb])],
-                ldm: "time_embed", diffusers: "time_embedding", origin: .spatial)
-        if c.fpsCond {
-            out.add([ParamRule("0", nil, [temb, mc]), ParamRule("2", nil, [temb, temb])],
-                    ldm: "fps_embedding", diffusers: nil, origin: .videoConditioning)
-        }
-        out.add([ParamRule("0", "", [mc, c.inChannels, 3, 3])], ldm: "input_blocks.0", diffusers: "conv_in", origin: .spatial)
-        if c.additionAttention {
-            guard c.numHeadChannels > 0 else { throw ConfigError("unet: addition_attention needs num_head_channels") }
-            // init_attn: TemporalTransformer(model_channels, n_heads=8, d_head=num_head_channels),
-            // constructed without use_linear (Conv1d projections), self-attention only.
-            let inner = 8 * c.numHeadChannels
-            out.add(Rules.transformer(channels: mc, inner: inner, context: c.temporalSelfAttOnly ? inner : c.contextDim,
-                                      depth: c.transformerDepth, projKernelDims: 1),
-                    ldm: "init_attn.0", diffusers: nil, origin: .temporal)
-        }
-
-        // Input blocks. `chans` mirrors upstream's input_block_chans for the skip connections.
-        var chans = [mc], ch = mc, ds = 1, block = 1
-        for (level, mult) in c.channelMult.enumerated() {
-            let attn = c.attentionResolutions.contains(ds)
-            for j in 0..<nrb {
-                let cout = mult * mc
-                let d = "down_blocks.\(level)"
-                out.add(res(ch, cout), ldm: "input_blocks.\(block).0", diffusers: "\(d).resnets.\(j)", origin: .spatial)
-                ch = cout
-                if attn {
-                    out.add(spatial(ch), ldm: "input_blocks.\(block).1", diffusers: "\(d).attentions.\(j)", origin: .spatial)
-                    if c.temporalAttention {
-                        out.add(temporal(ch), ldm: "input_blocks.\(block).2", diffusers: nil, origin: .temporal)
-                    }
-                }
-                chans.append(ch); block += 1
-            }
-            if level != levels - 1 {
-                out.add([ParamRule("op", "conv", [ch, ch, 3, 3])], ldm: "input_blocks.\(block).0",
-                        diffusers: "down_blocks.\(level).downsamplers.0", origin: .spatial)
-                chans.append(ch); block += 1; ds *= 2
-            }
-        }
-
-        // Middle block: [Res, Spatial, (Temporal), Res] -- the second ResBlock's index follows.
-        var mid = 0
-        out.add(res(ch, ch), ldm: "middle_block.\(mid)", diffusers: "mid_block.resnets.0", origin: .spatial); mid += 1
-        out.add(spatial(ch), ldm: "middle_block.\(mid)", diffusers: "mid_block.attentions.0", origin: .spatial); mid += 1
-        if c.temporalAttention {
-            out.add(temporal(ch), ldm: "middle_block.\(mid)", diffusers: nil, origin: .temporal); mid += 1
-        }
-        out.add(res(ch, ch), ldm: "middle_block.\(mid)", diffusers: "mid_block.resnets.1", origin: .spatial)
-
-        // Output blocks: [Res, (Spatial, (Temporal)), (Upsample)] -- the upsampler's index follows.
-        block = 0
-        for (level, mult) in c.channelMult.enumerated().reversed() {
-            let up = "up_blocks.\(levels - 1 - level)"
-            let attn = c.attentionResolutions.contains(ds)
-            for i in 0...nrb {
-                let ich = chans.removeLast()
-                let cout = mc * mult
-                var sub = 0
-                out.add(res(ch + ich, cout), ldm: "output_blocks.\(block).\(sub)", diffusers: "\(up).resnets.\(i)", origin: .spatial); sub += 1
-                ch = cout
-                if attn {
-                    out.add(spatial(ch), ldm: "output_blocks.\(block).\(sub)", diffusers: "\(up).attentions.\(i)", origin: .spatial); sub += 1
-                    if c.temporalAttention {
-                        out.add(temporal(ch), ldm: "output_blocks.\(block).\(sub)", diffusers: nil, origin: .temporal); sub += 1
-                    }
-                }
-                if level > 0, i == nrb {
-                    out.add([ParamRule("conv", "conv", [ch, ch, 3, 3])], ldm: "output_blocks.\(block).\(sub)",
-                            diffusers: "\(up).upsamplers.0", origin: .spatial)
-                    ds /= 2
-                }
-                block += 1
-            }
-        }
-        out.add([ParamRule("0", "conv_norm_out", [ch]), ParamRule("2", "conv_out", [c.outChannels, mc, 3, 3])],
-                ldm: "out", diffusers: "", origin: .spatial)
-        return out.items
-    }
-
-    /// The KL autoencoder (`first_stage_model.*`), encoder and decoder.
-    public static func vae(_ c: VAEConfig) throws -> [CanonicalTensor] {
-        try c.validate()
-        var out = TensorList(ldmPrefix: vaePrefix, component: .vae)
-        let levels = c.chMult.count, nrb = c.numResBlocks
-        func mid(_ side: String, _ ch: Int) {
-            out.add(Rules.vaeResBlock(cin: ch, cout: ch), ldm: "\(side).mid.block_1", diffusers: "\(side).mid_block.resnets.0", origin: .spatial)
-            out.add(Rules.vaeAttention(ch), ldm: "\(side).mid.attn_1", diffusers: "\(side).mid_block.attentions.0", origin: .spatial)
-            out.add(Rules.vaeResBlock(cin: ch, cout: ch), ldm: "\(side).mid.block_2", diffusers: "\(side).mid_block.resnets.1", origin: .spatial)
-        }
-
-        // Encoder
-        var ch = c.ch
-        out.add([ParamRule("conv_in", "conv_in", [c.ch, c.inChannels, 3, 3])], ldm: "encoder", diffusers: "encoder", origin: .spatial)
-        for (level, mult) in c.chMult.enumerated() {
-            let cout = c.ch * mult
-            for j in 0..<nrb {
-                out.add(Rules.vaeResBlock(cin: ch, cout: cout), ldm: "encoder.down.\(level).block.\(j)",
-                        diffusers: "encoder.down_blocks.\(level).resnets.\(j)", origin: .spatial)
-                ch = cout
-            }
-            if level != levels - 1 {
-                out.add([ParamRule("conv", "conv", [ch, ch, 3, 3])], ldm: "encoder.down.\(level).downsample",
-                        diffusers: "encoder.down_blocks.\(level).downsamplers.0", origin: .spatial)
-            }
-        }
-        mid("encoder", ch)
-        let zOut = c.doubleZ ? 2 * c.zChannels : c.zChannels
-        out.add([ParamRule("norm_out", "conv_norm_out", [ch]), ParamRule("conv_out", "conv_out", [zOut, ch, 3, 3])],
-                ldm: "encoder", diffusers: "encoder", origin: .spatial)
-
-        // Decoder (LDM numbers its levels bottom-up, diffusers top-down).
-        ch = c.ch * (c.chMult.last ?? 1)
-        out.add([ParamRule("conv_in", "conv_in", [ch, c.zChannels, 3, 3])], ldm: "decoder", diffusers: "decoder", origin: .spatial)
-        mid("decoder", ch)
-        for (level, mult) in c.chMult.enumerated().reversed() {
-            let cout = c.ch * mult
-            let up = "decoder.up_blocks.\(levels - 1 - level)"
-            for j in 0...nrb {
-                out.add(Rules.vaeResBlock(cin: ch, cout: cout), ldm: "decoder.up.\(level).block.\(j)",
-                        diffusers: "\(up).resnets.\(j)", origin: .spatial)
-                ch = cout
-            }
-            if level != 0 {
-                out.add([ParamRule("conv", "conv", [ch, ch, 3, 3])], ldm: "decoder.up.\(level).upsample",
-                        diffusers: "\(up).upsamplers.0", origin: .spatial)
-            }
-        }
-        out.add([ParamRule("norm_out", "conv_norm_out", [ch]), ParamRule("conv_out", "conv_out", [c.outCh, ch, 3, 3])],
-                ldm: "decoder", diffusers: "decoder", origin: .spatial)
-
-        out.add([ParamRule("quant_conv", "quant_conv", [2 * c.embedDim, zOut, 1, 1]),
-                 ParamRule("post_quant_conv", "post_quant_conv", [c.zChannels, c.embedDim, 1, 1])],
-                ldm: "", diffusers: "", origin: .spatial)
-        return out.items
-    }
-
-    /// The open_clip text tower (`cond_stage_model.model.*`) <-> transformers CLIPTextModel
-    /// (`text_model.*`). The diffusers model has only the blocks that run (`layersRun`).
-    public static func textEncoder(_ c: TextEncoderConfig) throws -> [CanonicalTensor] {
-        try c.validate()
-        var out = TensorList(ldmPrefix: textPrefix, component: .textEncoder)
-        let w = c.width
-        out.emit("token_embedding.weight", [c.vocabSize, w], .spatial, ("text_model.embeddings.token_embedding.weight", [c.vocabSize, w], .copy))
-        out.emit("positional_embedding", [c.contextLength, w], .spatial, ("text_model.embeddings.position_embedding.weight", [c.contextLength, w], .copy))
-        for l in 0..<c.layers {
-            let ldm = "transformer.resblocks.\(l)"
-            let runs = l < c.layersRun
-            let hf = runs ? "text_model.encoder.layers.\(l)" : nil
-            let origin: TensorOrigin = runs ? .spatial : .skippedLayer
-            for (param, shape, suffix) in [("in_proj_weight", [3 * w, w], "weight"), ("in_proj_bias", [3 * w], "bias")] {
-                let sources = hf.map { h in
-                    ["q_proj", "k_proj", "v_proj"].enumerated().map { i, p in
-                        DiffusersSource(component: .textEncoder, key: "\(h).self_attn.\(p).\(suffix)",
-                                        shape: [w] + shape.dropFirst(), transform: .rows(i * w ..< (i + 1) * w))
-                    }
-                } ?? []
-                out.items.append(CanonicalTensor(name: textPrefix + "\(ldm).attn.\(param)", shape: shape, origin: origin, sources: sources))
-            }
-            out.add(Rules.textBlock(width: w), ldm: ldm, diffusers: hf, origin: origin)
-        }
-        out.add([ParamRule("ln_final", "final_layer_norm", [w])], ldm: "", diffusers: "text_model", origin: .spatial)
-        out.emit("text_projection", nil, .unused, nil)
-        out.emit("logit_scale", [], .unused, nil)
-        return out.items
-    }
-
-    /// LatentDiffusion's registered schedule buffers (plus VideoCrafter's `scale_arr`).
-    public static func scheduleBuffers(_ d: DiffusionConfig, kind: ModelKind) -> [CanonicalTensor] {
-        let names = ["betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
-                     "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
-                     "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
-                     "posterior_mean_coef1", "posterior_mean_coef2"]
-        var out = names.map { CanonicalTensor(name: $0, shape: [d.timesteps], origin: .scheduleBuffer, sources: []) }
-        if kind != .sd21, d.useScale {
-            // VideoCrafter's ddpm3d builds scale_arr from linspace over mid_step and pads it with
-            // `timesteps` constant values ("bug" branch), hence timesteps + mid_step entries.
-            out.append(CanonicalTensor(name: "scale_arr", shape: [d.fixScaleBug ? d.timesteps : d.timesteps + d.midStep],
-                                       origin: .scheduleBuffer, sources: []))
+    /// The diffusers source of every canonical tensor of an SD 2.x `config` that a diffusers
+    /// folder holds (the text blocks `layer` skips, `text_projection`, `logit_scale` and the
+    /// schedule buffers have none).
+    public static func mapping(for c: ModelConfig) -> [String: Source] {
+        var prefixes = unetPrefixes(c.unet) + vaePrefixes(c.vae)
+        prefixes.sort { $0.ldm.count > $1.ldm.count } // longest first
+        var out: [String: Source] = [:]
+        for spec in ModelTensors.expected(for: c) {
+            if let s = source(spec, c, prefixes) { out[spec.name] = s }
         }
         return out
     }
-}
 
-// MARK: - diffusers folder as canonical tensors
+    enum Kind { case plain, resnet, vaeResnet, vaeAttention }
 
-/// The tensors of a diffusers pipeline folder (one source per component: `unet`, `vae`,
-/// `text_encoder`) served under canonical names: copies as they are, the VAE attention weights
-/// reshaped to 1x1 convs, the text encoder's q/k/v stacked into the fused `in_proj`.
-/// Canonical tensors without a diffusers counterpart (temporal modules, skipped text blocks,
-/// schedule buffers) are not listed.
-public struct DiffusersCanonicalSource: TensorSource {
-    public let names: ModelTensorNames
-    public let components: [DiffusersComponent: any TensorSource]
-    /// Canonical names whose every diffusers source is present, in enumeration order.
-    public let tensorNames: [String]
+    struct Prefix { var ldm: String; var diffusers: String; var kind: Kind }
 
-    public init(names: ModelTensorNames, components: [DiffusersComponent: any TensorSource]) {
-        self.names = names
-        self.components = components
-        let present = components.mapValues { Set($0.tensorNames) }
-        tensorNames = names.tensors.filter { t in
-            !t.sources.isEmpty && t.sources.allSatisfy { present[$0.component]?.contains($0.key) == true }
-        }.map(\.name)
+    static func unetPrefixes(_ u: UNetConfig) -> [Prefix] {
+        let L = u.numResBlocks, n = u.channelMult.count
+        let m = ModelTensors.unetPrefix, d = "unet/"
+        var p: [Prefix] = [
+            Prefix(ldm: m + "time_embed.0.", diffusers: d + "time_embedding.linear_1.", kind: .plain),
+            Prefix(ldm: m + "time_embed.2.", diffusers: d + "time_embedding.linear_2.", kind: .plain),
+            Prefix(ldm: m + "input_blocks.0.0.", diffusers: d + "conv_in.", kind: .plain),
+            Prefix(ldm: m + "middle_block.0.", diffusers: d + "mid_block.resnets.0.", kind: .resnet),
+            Prefix(ldm: m + "middle_block.1.", diffusers: d + "mid_block.attentions.0.", kind: .plain),
+            Prefix(ldm: m + "middle_block.2.", diffusers: d + "mid_block.resnets.1.", kind: .resnet),
+            Prefix(ldm: m + "out.0.", diffusers: d + "conv_norm_out.", kind: .plain),
+            Prefix(ldm: m + "out.2.", diffusers: d + "conv_out.", kind: .plain),
+        ]
+        for level in 0..<n {
+            let attention = u.attentionResolutions.contains(1 << level)
+            for j in 0..<L {
+                let k = 1 + level * (L + 1) + j
+                p.append(Prefix(ldm: m + "input_blocks.\(k).0.", diffusers: d + "down_blocks.\(level).resnets.\(j).", kind: .resnet))
+                if attention {
+                    p.append(Prefix(ldm: m + "input_blocks.\(k).1.", diffusers: d + "down_blocks.\(level).attentions.\(j).", kind: .plain))
+                }
+            }
+            if level != n - 1 {
+                p.append(Prefix(ldm: m + "input_blocks.\((level + 1) * (L + 1)).0.op.", diffusers: d + "down_blocks.\(level).downsamplers.0.conv.", kind: .plain))
+            }
+            // diffusers up_blocks run deepest first: up_blocks.i is LDM level n-1-i.
+            let i = n - 1 - level
+            for j in 0...L {
+                let k = i * (L + 1) + j
+                p.append(Prefix(ldm: m + "output_blocks.\(k).0.", diffusers: d + "up_blocks.\(i).resnets.\(j).", kind: .resnet))
+                if attention {
+                    p.append(Prefix(ldm: m + "output_blocks.\(k).1.", diffusers: d + "up_blocks.\(i).attentions.\(j).", kind: .plain))
+                }
+            }
+            if level != 0 {
+                let k = i * (L + 1) + L
+                p.append(Prefix(ldm: m + "output_blocks.\(k).\(attention ? 2 : 1).conv.", diffusers: d + "up_blocks.\(i).upsamplers.0.conv.", kind: .plain))
+            }
+        }
+        return p
     }
 
-    /// diffusers tensors (as `component/key`) that feed no canonical tensor.
-    public var unusedDiffusersTensors: [String] {
-        components.flatMap { c, src in
-            src.tensorNames.filter { names.canonical(component: c, key: $0) == nil }.map { "\(c.rawValue)/\($0)" }
-        }.sorted()
+    static func vaePrefixes(_ v: VAEConfig) -> [Prefix] {
+        let n = v.chMult.count
+        let f = ModelTensors.vaePrefix, d = "vae/"
+        var p: [Prefix] = [
+            Prefix(ldm: f + "quant_conv.", diffusers: d + "quant_conv.", kind: .plain),
+            Prefix(ldm: f + "post_quant_conv.", diffusers: d + "post_quant_conv.", kind: .plain),
+        ]
+        for side in ["encoder", "decoder"] {
+            p += [
+                Prefix(ldm: f + "\(side).conv_in.", diffusers: d + "\(side).conv_in.", kind: .plain),
+                Prefix(ldm: f + "\(side).conv_out.", diffusers: d + "\(side).conv_out.", kind: .plain),
+                Prefix(ldm: f + "\(side).norm_out.", diffusers: d + "\(side).conv_norm_out.", kind: .plain),
+                Prefix(ldm: f + "\(side).mid.block_1.", diffusers: d + "\(side).mid_block.resnets.0.", kind: .vaeResnet),
+                Prefix(ldm: f + "\(side).mid.block_2.", diffusers: d + "\(side).mid_block.resnets.1.", kind: .vaeResnet),
+                Prefix(ldm: f + "\(side).mid.attn_1.", diffusers: d + "\(side).mid_block.attentions.0.", kind: .vaeAttention),
+            ]
+        }
+        for level in 0..<n {
+            for j in 0..<v.numResBlocks {
+                p.append(Prefix(ldm: f + "encoder.down.\(level).block.\(j).", diffusers: d + "encoder.down_blocks.\(level).resnets.\(j).", kind: .vaeResnet))
+            }
+            if level != n - 1 {
+                p.append(Prefix(ldm: f + "encoder.down.\(level).downsample.conv.", diffusers: d + "encoder.down_blocks.\(level).downsamplers.0.conv.", kind: .plain))
+            }
+            let i = n - 1 - level
+            for j in 0...v.numResBlocks {
+                p.append(Prefix(ldm: f + "decoder.up.\(level).block.\(j).", diffusers: d + "decoder.up_blocks.\(i).resnets.\(j).", kind: .vaeResnet))
+            }
+            if level != 0 {
+                p.append(Prefix(ldm: f + "decoder.up.\(level).upsample.conv.", diffusers: d + "decoder.up_blocks.\(i).upsamplers.0.conv.", kind: .plain))
+            }
+        }
+        return p
     }
 
-    public func tensor(named name: String) throws -> Tensor? {
-        guard let t = names.tensor(named: name), !t.sources.isEmpty else { return nil }
-        var parts: [(rows: Range<Int>, tensor: Tensor)] = []
-        for s in t.sources {
-            guard let src = components[s.component], let x = try src.tensor(named: s.key) else { return nil }
-            guard x.shape == s.shape else {
-                throw TensorError.shapeMismatch("diffusers \(s.component.rawValue)/\(s.key) is \(x.shape), expected \(s.shape) for \(name)")
+    static let resnetSuffixes = ["in_layers.0.": "norm1.", "in_layers.2.": "conv1.", "emb_layers.1.": "time_emb_proj.",
+                                 "out_layers.0.": "norm2.", "out_layers.3.": "conv2.", "skip_connection.": "conv_shortcut."]
+    static let vaeAttentionSuffixes = ["norm.": "group_norm.", "q.": "to_q.", "k.": "to_k.", "v.": "to_v.", "proj_out.": "to_out.0."]
+
+    static func source(_ spec: TensorSpec, _ c: ModelConfig, _ prefixes: [Prefix]) -> Source? {
+        let name = spec.name
+        if name.hasPrefix(ModelTensors.textPrefix) { return textSource(spec, c.text) }
+        guard let p = prefixes.first(where: { name.hasPrefix($0.ldm) }) else { return nil }
+        var rest = String(name.dropFirst(p.ldm.count))
+        switch p.kind {
+        case .plain:
+            return Source(parts: [p.diffusers + rest], transform: .copy)
+        case .resnet:
+            for (a, b) in resnetSuffixes where rest.hasPrefix(a) { rest = b + rest.dropFirst(a.count); break }
+            return Source(parts: [p.diffusers + rest], transform: .copy)
+        case .vaeResnet:
+            if rest.hasPrefix("nin_shortcut.") { rest = "conv_shortcut." + rest.dropFirst("nin_shortcut.".count) }
+            return Source(parts: [p.diffusers + rest], transform: .copy)
+        case .vaeAttention:
+            for (a, b) in vaeAttentionSuffixes where rest.hasPrefix(a) { rest = b + rest.dropFirst(a.count); break }
+            // 1x1 conv weights [C, C, 1, 1] are linear weights [C, C] in diffusers.
+            let isConvWeight = spec.shape.count == 4 && rest.hasSuffix(".weight")
+            return Source(parts: [p.diffusers + rest], transform: isConvWeight ? .reshape(spec.shape) : .copy)
+        }
+    }
+
+    static func textSource(_ spec: TensorSpec, _ t: TextEncoderConfig) -> Source? {
+        let rest = String(spec.name.dropFirst(ModelTensors.textPrefix.count))
+        let d = "text_encoder/text_model."
+        switch rest {
+        case "token_embedding.weight": return Source(parts: [d + "embeddings.token_embedding.weight"], transform: .copy)
+        case "positional_embedding": return Source(parts: [d + "embeddings.position_embedding.weight"], transform: .copy)
+        case "ln_final.weight", "ln_final.bias":
+            return Source(parts: [d + "final_layer_norm." + rest.dropFirst("ln_final.".count)], transform: .copy)
+        default: break
+        }
+        // transformer.resblocks.<i>.<suffix>, only for the blocks the diffusers model has.
+        let parts = rest.split(separator: ".", maxSplits: 3).map(String.init)
+        guard parts.count == 4, parts[0] == "transformer", parts[1] == "resblocks", let i = Int(parts[2]), i < t.layersRun else { return nil }
+        let layer = d + "encoder.layers.\(i)."
+        switch parts[3] {
+        case "attn.in_proj_weight": return Source(parts: ["q", "k", "v"].map { layer + "self_attn.\($0)_proj.weight" }, transform: .concatRows)
+        case "attn.in_proj_bias": return Source(parts: ["q", "k", "v"].map { layer + "self_attn.\($0)_proj.bias" }, transform: .concatRows)
+        default:
+            let renames = ["ln_1.": "layer_norm1.", "ln_2.": "layer_norm2.", "attn.out_proj.": "self_attn.out_proj.",
+                           "mlp.c_fc.": "mlp.fc1.", "mlp.c_proj.": "mlp.fc2."]
+            for (a, b) in renames where parts[3].hasPrefix(a) {
+                return Source(parts: [layer + b + parts[3].dropFirst(a.count)], transform: .copy)
             }
-            switch s.transform {
-            case .copy: return x
-            case .reshape: return try x.reshaped(t.shape ?? x.shape)
-            case .rows(let r): parts.append((r, x))
+            return nil
+        }
+    }
+
+    // MARK: configuration
+
+    /// The `ModelConfig` (kind sd21) of a diffusers Stable Diffusion 2.x pipeline, from the
+    /// `config.json` texts of its unet, vae and text_encoder and its scheduler_config.json.
+    public static func config(unet: String, vae: String, textEncoder: String, scheduler: String) throws -> LoadedConfig {
+        var r = Reader(warnings: [])
+        func object(_ text: String, _ what: String) throws -> [String: Any] {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(text.utf8)), let m = o as? [String: Any] else {
+                throw ConfigError("\(what) is not a JSON object")
+            }
+            return m
+        }
+        let un = try object(unet, "unet/config.json"), va = try object(vae, "vae/config.json")
+        let te = try object(textEncoder, "text_encoder/config.json"), sc = try object(scheduler, "scheduler/scheduler_config.json")
+        let up = "unet/config.json"
+
+        var u = UNetConfig()
+        u.temporalConv = false; u.temporalAttention = false; u.additionAttention = false; u.fpsCond = false
+        u.useRelativePosition = false; u.useCausalAttention = false; u.tempspatialAware = false
+        let boc = try r.ints(un, "block_out_channels", path: up)
+        guard let first = boc.first, first > 0, boc.allSatisfy({ $0 % first == 0 }) else {
+            throw ConfigError("\(up): block_out_channels \(boc) are not multiples of the first")
+        }
+        u.modelChannels = first
+        u.channelMult = boc.map { $0 / first }
+        u.numResBlocks = try r.int(un, "layers_per_block", path: up)
+        u.inChannels = try r.int(un, "in_channels", path: up)
+        u.outChannels = try r.int(un, "out_channels", path: up)
+        u.contextDim = try r.int(un, "cross_attention_dim", path: up)
+        u.useLinear = try r.bool(un, "use_linear_projection", path: up, default: false)
+        let down = try strings(un, "down_block_types", up), upTypes = try strings(un, "up_block_types", up)
+        guard down.count == boc.count, upTypes == down.reversed().map({ $0 == "CrossAttnDownBlock2D" ? "CrossAttnUpBlock2D" : $0 == "DownBlock2D" ? "UpBlock2D" : "?" }) else {
+            throw ConfigError("\(up): down_block_types \(down) / up_block_types \(upTypes) are not a mirrored SD UNet")
+        }
+        var levelsWithAttention: [Int] = []
+        for (i, t) in down.enumerated() {
+            switch t {
+            case "CrossAttnDownBlock2D": levelsWithAttention.append(i)
+            case "DownBlock2D": break
+            default: throw ConfigError("\(up): block type \(t) is not supported")
             }
         }
-        // The fused in_proj: row slices stacked in order, covering every row once, one dtype.
-        parts.sort { $0.rows.lowerBound < $1.rows.lowerBound }
-        var next = 0
-        var bytes: [UInt8] = []
-        for p in parts {
-            guard p.rows.lowerBound == next, p.tensor.dtype == parts[0].tensor.dtype else {
-                throw TensorError.shapeMismatch("diffusers sources of \(name) do not tile its rows with one dtype")
+        u.attentionResolutions = levelsWithAttention.map { 1 << $0 }.sorted(by: >) // as the LDM configs write it: [4, 2, 1]
+        guard try r.string(un, "mid_block_type", path: up, default: "UNetMidBlock2DCrossAttn") == "UNetMidBlock2DCrossAttn" else {
+            throw ConfigError("\(up): mid_block_type must be UNetMidBlock2DCrossAttn")
+        }
+        // diffusers' `attention_head_dim` of SD 2.x configs holds head *counts* (num_attention_heads
+        // when set takes precedence). LDM expresses heads by a fixed head width: all must agree.
+        let headsKey = un["num_attention_heads"] is NSNull || un["num_attention_heads"] == nil ? "attention_head_dim" : "num_attention_heads"
+        let heads: [Int]
+        if let h = un[headsKey] as? Int { heads = Array(repeating: h, count: boc.count) } else { heads = try r.ints(un, headsKey, path: up) }
+        guard heads.count == boc.count else { throw ConfigError("\(up): \(headsKey) needs one value per block") }
+        var widths = Set(levelsWithAttention.map { boc[$0] / max(heads[$0], 1) })
+        widths.insert(boc[boc.count - 1] / max(heads[heads.count - 1], 1)) // the mid block uses the last level's heads
+        guard widths.count == 1, let width = widths.first, width > 0,
+              levelsWithAttention.allSatisfy({ boc[$0] % heads[$0] == 0 }) else {
+            throw ConfigError("\(up): heads \(heads) over channels \(boc) do not give one head width (LDM num_head_channels)")
+        }
+        u.numHeadChannels = width
+        u.numHeads = -1
+        if let tl = un["transformer_layers_per_block"], !(tl is NSNull) {
+            guard (tl as? Int) == 1 || ((tl as? [Any])?.allSatisfy { ($0 as? Int) == 1 } ?? false) else {
+                throw ConfigError("\(up): transformer_layers_per_block other than 1 is not supported")
             }
-            bytes += p.tensor.bytes()
-            next = p.rows.upperBound
         }
-        guard let shape = t.shape, shape.first == next else {
-            throw TensorError.shapeMismatch("diffusers sources of \(name) cover \(next) rows of \(t.shape ?? [])")
+        for k in ["class_embed_type", "addition_embed_type", "time_cond_proj_dim", "encoder_hid_dim", "num_class_embeds"] {
+            if let v = un[k], !(v is NSNull) { throw ConfigError("\(up): \(k) is not supported") }
         }
-        return try Tensor(shape: shape, dtype: parts[0].tensor.dtype, bytes: bytes)
+        guard try r.string(un, "resnet_time_scale_shift", path: up, default: "default") == "default",
+              try r.string(un, "act_fn", path: up, default: "silu") == "silu",
+              try r.int(un, "norm_num_groups", path: up, default: 32) == 32,
+              try r.bool(un, "flip_sin_to_cos", path: up, default: true),
+              try r.int(un, "freq_shift", path: up, default: 0) == 0,
+              try r.int(un, "conv_in_kernel", path: up, default: 3) == 3,
+              try r.int(un, "conv_out_kernel", path: up, default: 3) == 3 else {
+            throw ConfigError("\(up): resnet_time_scale_shift, act_fn, norm_num_groups, flip_sin_to_cos, freq_shift or conv kernels differ from SD 2.x")
+        }
+        if (un["upcast_attention"] as? Bool) == true {
+            r.warnings.append("\(up): upcast_attention is true: the runtime computes attention in float32 anyway")
+        }
+
+        let vp = "vae/config.json"
+        var v = VAEConfig()
+        let vboc = try r.ints(va, "block_out_channels", path: vp)
+        guard let vfirst = vboc.first, vfirst > 0, vboc.allSatisfy({ $0 % vfirst == 0 }) else { throw ConfigError("\(vp): bad block_out_channels \(vboc)") }
+        v.ch = vfirst
+        v.chMult = vboc.map { $0 / vfirst }
+        v.numResBlocks = try r.int(va, "layers_per_block", path: vp)
+        v.zChannels = try r.int(va, "latent_channels", path: vp)
+        v.embedDim = v.zChannels
+        v.inChannels = try r.int(va, "in_channels", path: vp)
+        v.outCh = try r.int(va, "out_channels", path: vp)
+        v.resolution = try r.int(va, "sample_size", path: vp, default: 512)
+        v.scaleFactor = Float(try r.double(va, "scaling_factor", path: vp, default: 0.18215))
+        v.attnResolutions = []
+        guard try r.bool(va, "mid_block_add_attention", path: vp, default: true), try r.bool(va, "use_quant_conv", path: vp, default: true),
+              try r.bool(va, "use_post_quant_conv", path: vp, default: true), try r.int(va, "norm_num_groups", path: vp, default: 32) == 32 else {
+            throw ConfigError("\(vp): only the SD kl-f8 layout (mid attention, quant convs, 32 groups) is supported")
+        }
+
+        let tp = "text_encoder/config.json"
+        var t = TextEncoderConfig()
+        t.width = try r.int(te, "hidden_size", path: tp)
+        t.heads = try r.int(te, "num_attention_heads", path: tp)
+        // SD 2.x keeps the blocks that `layer: penultimate` runs: the LDM tower has one more.
+        t.layers = try r.int(te, "num_hidden_layers", path: tp) + 1
+        t.layer = "penultimate"
+        t.contextLength = try r.int(te, "max_position_embeddings", path: tp)
+        t.vocabSize = try r.int(te, "vocab_size", path: tp)
+        t.embedDim = try r.int(te, "projection_dim", path: tp, default: t.width)
+        guard try r.string(te, "hidden_act", path: tp, default: "quick_gelu") == "gelu" else {
+            throw ConfigError("\(tp): hidden_act must be gelu (the open_clip ViT-H text tower)")
+        }
+        guard try r.int(te, "intermediate_size", path: tp) == 4 * t.width else { throw ConfigError("\(tp): intermediate_size must be 4 x hidden_size") }
+
+        let sp = "scheduler/scheduler_config.json"
+        var d = DiffusionConfig()
+        d.useScale = false
+        d.linearStart = try r.double(sc, "beta_start", path: sp)
+        d.linearEnd = try r.double(sc, "beta_end", path: sp)
+        d.timesteps = try r.int(sc, "num_train_timesteps", path: sp)
+        guard try r.string(sc, "beta_schedule", path: sp) == "scaled_linear" else {
+            throw ConfigError("\(sp): beta_schedule must be scaled_linear (LDM's \"linear\")")
+        }
+        switch try r.string(sc, "prediction_type", path: sp, default: "epsilon") {
+        case "epsilon": d.parameterization = "eps"
+        case "v_prediction": d.parameterization = "v"
+        case let other: throw ConfigError("\(sp): prediction_type \(other) is not supported")
+        }
+        d.channels = u.inChannels
+        let config = ModelConfig(kind: .sd21, unet: u, text: t, vae: v, diffusion: d)
+        try config.validateStructure()
+        return LoadedConfig(config: config, warnings: r.warnings, textArch: "diffusers CLIPTextModel")
+    }
+
+    static func strings(_ m: [String: Any], _ key: String, _ path: String) throws -> [String] {
+        guard let a = m[key] as? [Any] else { throw ConfigError("\(path).\(key) must be a list of strings") }
+        return try a.map { guard let s = $0 as? String else { throw ConfigError("\(path).\(key) must be a list of strings") }; return s }
     }
 }

@@ -39,7 +39,7 @@ private func shapeString(_ s: [Int]?) -> String {
     return s.isEmpty ? "scalar" : s.map(String.init).joined(separator: "x")
 }
 
-@Suite struct DiffusersNamesTests {
+@Suite struct CanonicalNamesTests {
     /// Every row of the sd21-tiny mapping.tsv (LDM key, shapes, diffusers file/key, transform,
     /// row slice) is produced by the enumeration, and nothing else is.
     @Test func sd21TinyMappingReproducesEveryRow() throws {
@@ -166,68 +166,5 @@ private func shapeString(_ s: [Int]?) -> String {
         #expect(names.origin(of: "cond_stage_model.model.transformer.resblocks.23.attn.in_proj_weight") == .skippedLayer)
         #expect(names.canonical(component: .textEncoder, key: "text_model.encoder.layers.22.self_attn.v_proj.weight")?.source.transform
                 == .rows(2048..<3072))
-    }
-}
-
-@Suite struct DiffusersCanonicalSourceTests {
-    /// Splitting the tiny model into diffusers-named tensors (the mapping read backwards) and
-    /// serving them through DiffusersCanonicalSource gives back every SD-counterpart tensor
-    /// byte for byte.
-    @Test func roundTripThroughDiffusersNames() throws {
-        let model = try Fixtures.tinyModel()
-        let names = try ModelTensorNames(config: TinyConfigs.vc2)
-        var parts: [DiffusersComponent: [String: Tensor]] = [:]
-        for t in names.tensors {
-            guard let x = try model.tensor(named: t.name) else { continue }
-            for s in t.sources {
-                switch s.transform {
-                case .copy: parts[s.component, default: [:]][s.key] = x
-                case .reshape: parts[s.component, default: [:]][s.key] = try x.reshaped(s.shape)
-                case .rows(let r): parts[s.component, default: [:]][s.key] = try x.rows(r.lowerBound, r.count)
-                }
-            }
-        }
-        parts[.textEncoder]?["text_model.embeddings.position_ids"] = Tensor(zeros: [1, 77], dtype: .i64)
-        let source = DiffusersCanonicalSource(names: names, components: parts.mapValues { DictionarySource($0) })
-        let expected = names.tensors.filter { !$0.sources.isEmpty }.map(\.name)
-        #expect(source.tensorNames == expected)
-        #expect(source.unusedDiffusersTensors == ["text_encoder/text_model.embeddings.position_ids"])
-        for name in expected {
-            let got = try #require(try source.tensor(named: name)), want = try #require(try model.tensor(named: name))
-            #expect(got.shape == want.shape && got.bytes() == want.bytes(), "\(name)")
-        }
-        // Temporal tensors are not served.
-        #expect(try source.tensor(named: "model.diffusion_model.init_attn.0.norm.weight") == nil)
-        // A wrongly shaped diffusers tensor is reported by name.
-        var bad = parts
-        bad[.unet]?["conv_in.weight"] = Tensor(zeros: [32, 4, 1, 1])
-        let badSource = DiffusersCanonicalSource(names: names, components: bad.mapValues { DictionarySource($0) })
-        #expect(throws: TensorError.self) { try badSource.tensor(named: "model.diffusion_model.input_blocks.0.0.weight") }
-    }
-}
-
-@Suite struct SD21DiffusersFolderTests {
-    /// The sd21-tiny diffusers folder: all 916 diffusers tensors feed the 904 canonical tensors
-    /// inference uses (README acceptance rule), each assembled with the mapping's shape.
-    @Test func sd21TinyFolderAssemblesEveryInferenceTensor() throws {
-        let folder = try DiffusersFolder(path: Fixtures.path("sd21-tiny/diffusers"))
-        var components: [DiffusersComponent: any TensorSource] = [:]
-        for c in DiffusersComponent.allCases {
-            let s: any TensorSource = try #require(folder.source(c.rawValue), "component \(c.rawValue)")
-            components[c] = s
-        }
-        let names = try ModelTensorNames(config: TinyConfigs.sd21)
-        let source = DiffusersCanonicalSource(names: names, components: components)
-        #expect(components.values.reduce(0) { $0 + $1.tensorNames.count } == 916)
-        #expect(source.unusedDiffusersTensors.isEmpty, "\(source.unusedDiffusersTensors.prefix(5))")
-        #expect(source.tensorNames.count == 904)
-        for name in source.tensorNames {
-            let t = try #require(try source.tensor(named: name))
-            #expect(t.shape == names.tensor(named: name)?.shape, "\(name)")
-        }
-        // The fused in_proj holds q, k, v in that order.
-        let fused = try #require(try source.tensor(named: "cond_stage_model.model.transformer.resblocks.2.attn.in_proj_weight"))
-        let k = try #require(try components[.textEncoder]?.tensor(named: "text_model.encoder.layers.2.self_attn.k_proj.weight"))
-        #expect(try fused.rows(32, 32).bytes() == k.bytes())
     }
 }
