@@ -212,7 +212,7 @@ public struct MergeLoRAJob: Sendable {
                 report.warnings.append("\(name): \(file.temporal.count) module(s) aimed at VideoCrafter temporal modules were skipped (merge them with --include-temporal)")
             }
             report.files.append(MergeLoRAReport.File(
-                name: name, path: spec.path, bytes: mapped.size, sha256: try FileDigest.sha256Hex(of: mapped),
+                name: name, path: spec.path, bytes: mapped.size, sha256: try SHA256.file(mapped).map { String(format: "%02x", $0) }.joined(),
                 multiplier: spec.multiplier, scheme: file.scheme.rawValue,
                 matched: (file.deltas + included).map(module),
                 skippedTemporal: options.includeTemporal ? [] : file.temporal.map(module),
@@ -249,5 +249,113 @@ public struct MergeLoRAJob: Sendable {
             progress?(i + 1, names.count)
         }
         return p.report
+    }
+}
+
+/// A source under other names: `names[new name] = name in base` (the import's canonical view of
+/// a checkpoint whose tensors are spelled differently).
+public struct RenamedTensorSource: TensorSource {
+    public let base: any TensorSource
+    public let names: [String: String]
+    public let tensorNames: [String]
+
+    public init(base: any TensorSource, names: [String: String]) {
+        self.base = base
+        self.names = names
+        self.tensorNames = names.keys.sorted()
+    }
+
+    public func tensor(named name: String) throws -> Tensor? {
+        guard let n = names[name] else { return nil }
+        return try base.tensor(named: n)
+    }
+}
+
+/// Options of `vcconv merge-lora`.
+public struct MergeLoRAOptions: Sendable {
+    /// The .vcm to write (not needed for a dry run).
+    public var output: String?
+    public var lora = LoRAOptions()
+    /// Re-type the output with the import's quantization policy (nil keeps every stored type).
+    public var type: WeightType?
+    public var dryRun = false
+    /// Replace an existing output file (never an input).
+    public var force = false
+    public init() {}
+}
+
+/// `vcconv merge-lora BASE LORA[:M]... -o OUT.vcm`: BASE is a .vcm (its configuration and
+/// vocabulary come from the manifest); the output keeps them, each tensor's stored type and
+/// compression (unless `type` re-types it), and records every LoRA (name, sha256, multiplier) in
+/// the provenance options. The output appears atomically or not at all.
+public enum MergeLoRAFiles {
+    /// The provenance option entries for the LoRAs of a report.
+    public static func provenanceOptions(_ r: MergeLoRAReport, includeTemporal: Bool) -> [VCMOption] {
+        var o = r.files.map { VCMOption("lora", "\($0.name) sha256=\($0.sha256) multiplier=\($0.multiplier)") }
+        if includeTemporal { o.append(VCMOption("lora-include-temporal", "true")) }
+        return o
+    }
+
+    public static func run(base path: String, loras: [LoRASpec], options: MergeLoRAOptions,
+                           progress: (JobProgress) -> Void = { _ in }) throws -> MergeLoRAReport {
+        let opened = try ModelFiles.open(path)
+        guard opened.format == .vcm, let vcm = opened.source as? VCMFile else {
+            throw FormatError.unsupported(path: path, "merge-lora merges into a .vcm model: import the checkpoint first (vcconv import CKPT -o base.vcm --type f16), or merge while importing (vcconv import CKPT --lora FILE[:M])")
+        }
+        let config: ModelConfig
+        do { config = try JSONDecoder().decode(ModelConfig.self, from: Data(vcm.manifest.configJSON.utf8)) } catch {
+            throw FormatError.malformed(path: path, offset: 0, "manifest configuration is not a model configuration: \(error)")
+        }
+        let job = MergeLoRAJob(base: vcm, config: config, loras: loras, options: options.lora)
+        var plan = try job.plan()
+        plan.report.dryRun = options.dryRun
+        if options.dryRun { return plan.report }
+        if let e = plan.errors.first { throw e }
+        guard let output = options.output else { throw MergeLoRAError.badSpec("-o", "an output .vcm is required (or use --dry-run)") }
+
+        // Optional re-typing with the import policy; a quantized tensor is never re-typed (that
+        // would not restore its precision).
+        var targetType: [String: DType] = [:]
+        if let type = options.type {
+            let specs = ModelTensors.expected(for: config).filter { vcm.record(named: $0.name) != nil }
+            let policy = QuantizationPolicy(type: type)
+            try policy.validate(specs)
+            for s in specs {
+                let d = policy.dtype(for: s)
+                if let r = vcm.record(named: s.name), r.dtype == .q8_0, d != .q8_0 {
+                    throw FormatError.unsupported(path: path, "'\(s.name)' is stored as q8_0; re-typing a quantized .vcm to \(d.rawValue) does not restore its precision (import the original checkpoint with --type)")
+                }
+                targetType[s.name] = d
+            }
+        }
+
+        let writer = try VCMWriter(path: output, overwrite: options.force, protecting: [path] + loras.map(\.path))
+        do {
+            let names = vcm.tensorNames
+            for (i, name) in names.enumerated() {
+                guard var t = try plan.source.tensor(named: name) else {
+                    throw FormatError.malformed(path: path, offset: 0, "tensor '\(name)' is listed but cannot be read")
+                }
+                if let d = targetType[name], d != t.dtype { t = try t.converted(to: d) }
+                try writer.add(name, t, compression: vcm.record(named: name)?.compression ?? .none)
+                vcm.releasePages(named: name)
+                progress(JobProgress(phase: "merging", done: i + 1, total: names.count, item: name))
+            }
+            var m = vcm.manifest
+            if let type = options.type {
+                m.provenance.options.removeAll { $0.key == "type" }
+                m.provenance.options.append(VCMOption("type", type.rawValue))
+            }
+            m.provenance.options.append(VCMOption("lora-base", URL(fileURLWithPath: path).lastPathComponent))
+            m.provenance.options += provenanceOptions(plan.report, includeTemporal: options.lora.includeTemporal)
+            m.provenance.converter = "vcconv"
+            m.provenance.converterVersion = VideoCrafterVersion.string
+            m.provenance.createdUnix = Int64(Date().timeIntervalSince1970)
+            try writer.finish(m)
+        } catch {
+            writer.cancel()
+            throw error
+        }
+        return plan.report
     }
 }

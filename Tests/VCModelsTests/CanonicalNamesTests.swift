@@ -5,33 +5,18 @@ import VCModels
 import VCTensor
 import VCTestSupport
 
-/// Configurations of the two tiny fixtures, written out from their YAML files.
+/// Configurations of the two tiny fixtures, parsed from their YAML + open_clip config files.
 enum TinyConfigs {
-    /// fixtures/sd21-tiny (shared/golden/sd21-tiny/sd21-tiny-ldm.yaml + open_clip_config.json).
-    static var sd21: ModelConfig {
-        var u = UNetConfig()
-        u.modelChannels = 32; u.channelMult = [1, 2, 2, 2]; u.numHeadChannels = 16; u.contextDim = 32
-        u.temporalConv = false; u.temporalAttention = false; u.additionAttention = false; u.fpsCond = false
-        var t = TextEncoderConfig()
-        t.width = 32; t.heads = 2; t.layers = 4
-        var v = VAEConfig()
-        v.ch = 32; v.chMult = [1, 1, 2, 2]; v.numResBlocks = 1; v.resolution = 64
-        var d = DiffusionConfig()
-        d.useScale = false
-        return ModelConfig(kind: .sd21, unet: u, text: t, vae: v, diffusion: d)
+    static func load(_ yaml: String, _ textJSON: String) throws -> ModelConfig {
+        try LVDMConfig.parse(yaml: String(contentsOfFile: Fixtures.path(yaml), encoding: .utf8),
+                             textConfigJSON: String(contentsOfFile: Fixtures.path(textJSON), encoding: .utf8)).config
     }
 
+    /// fixtures/sd21-tiny (sd21-tiny-ldm.yaml: SD 2.1, no temporal parts).
+    static func sd21() throws -> ModelConfig { try load("sd21-tiny/sd21-tiny-ldm.yaml", "sd21-tiny/open_clip_config.json") }
+
     /// fixtures/vc2-tiny-a/config.yaml + open_clip_config.json.
-    static var vc2: ModelConfig {
-        var u = UNetConfig()
-        u.modelChannels = 32; u.channelMult = [1, 1, 1, 2]; u.numHeadChannels = 16; u.contextDim = 32
-        u.temporalLength = 5
-        var t = TextEncoderConfig()
-        t.width = 32; t.heads = 2; t.layers = 3
-        var v = VAEConfig()
-        v.ch = 32; v.chMult = [1, 1, 2, 2]; v.numResBlocks = 1; v.resolution = 128
-        return ModelConfig(kind: .vc2, unet: u, text: t, vae: v, diffusion: DiffusionConfig())
-    }
+    static func vc2() throws -> ModelConfig { try load("vc2-tiny-a/config.yaml", "vc2-tiny-a/open_clip_config.json") }
 }
 
 private func shapeString(_ s: [Int]?) -> String {
@@ -57,7 +42,7 @@ private func shapeString(_ s: [Int]?) -> String {
         }
         #expect(expected.count == 942)
 
-        let names = try ModelTensorNames(config: TinyConfigs.sd21)
+        let names = try ModelTensorNames(config: try TinyConfigs.sd21())
         var produced = Set<String>()
         for t in names.tensors {
             if t.sources.isEmpty {
@@ -101,7 +86,7 @@ private func shapeString(_ s: [Int]?) -> String {
     /// the temporal modules, and the SD -> VC2 index shifts.
     @Test func vc2TinyEnumerationMatchesTheCheckpoint() throws {
         let model = try Fixtures.tinyModel()
-        let names = try ModelTensorNames(config: TinyConfigs.vc2)
+        let names = try ModelTensorNames(config: try TinyConfigs.vc2())
         let enumerated = Dictionary(uniqueKeysWithValues: names.tensors.map { ($0.name, $0.shape) })
         var fileShapes: [String: [Int]] = [:]
         for e in model.entries { fileShapes[e.name] = e.shape }
@@ -136,7 +121,7 @@ private func shapeString(_ s: [Int]?) -> String {
     }
 
     @Test func sd21KindRejectsTemporalSwitches() throws {
-        var c = TinyConfigs.sd21
+        var c = try TinyConfigs.sd21()
         #expect(throws: Never.self) { _ = try ModelTensorNames(config: c) }
         c.unet.temporalConv = true
         #expect(throws: ConfigError.self) { _ = try ModelTensorNames(config: c) }

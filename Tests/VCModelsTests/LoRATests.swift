@@ -8,7 +8,7 @@ import VCTestSupport
 /// Shared pieces of the LoRA tests: the tiny VC2 model, its name table, and small helpers.
 enum LoRAFixture {
     static func base() throws -> SafetensorsFile { try Fixtures.tinyModel() }
-    static func names() throws -> ModelTensorNames { try ModelTensorNames(config: TinyConfigs.vc2) }
+    static func names() throws -> ModelTensorNames { try ModelTensorNames(config: try TinyConfigs.vc2()) }
     static func file(_ name: String) throws -> SafetensorsFile {
         try SafetensorsFile(path: Fixtures.path("vc2-tiny-a/lora/\(name)"))
     }
@@ -409,7 +409,7 @@ struct OverlaySource: TensorSource {
 
         let x = try Ops.channelsLast(try #require(try golden.tensor(named: "unet.x"))).reshaped([5, 8, 16, 4]) // [1,4,T,h,w] -> [T,h,w,4]
         let context = try #require(try golden.tensor(named: "unet.context"))                                   // [1, 77, 32]
-        let unet = try UNet3D(config: TinyConfigs.vc2.unet, weights: merged)
+        let unet = try UNet3D(config: TinyConfigs.vc2().unet, weights: merged)
         let eps = try unet(x: x, timesteps: [981], context: context, fps: [28], frames: 5)
         let want = try Ops.channelsLast(try #require(try expected.tensor(named: "\(tag).unet_eps_t981"))).floats()
         let c = Comparison(eps.floats(), want)

@@ -6,17 +6,6 @@ import VCTensor
 import VCTestSupport
 @testable import VideoCrafter
 
-/// fixtures/vc2-tiny-a/config.yaml + open_clip_config.json as a ModelConfig.
-private var tinyVC2: ModelConfig {
-    var u = UNetConfig()
-    u.modelChannels = 32; u.channelMult = [1, 1, 1, 2]; u.numHeadChannels = 16; u.contextDim = 32; u.temporalLength = 5
-    var t = TextEncoderConfig()
-    t.width = 32; t.heads = 2; t.layers = 3
-    var v = VAEConfig()
-    v.ch = 32; v.chMult = [1, 1, 2, 2]; v.numResBlocks = 1; v.resolution = 128
-    return ModelConfig(kind: .vc2, unet: u, text: t, vae: v, diffusion: DiffusionConfig())
-}
-
 private func loraPath(_ name: String) -> String { Fixtures.path("vc2-tiny-a/lora/\(name)") }
 
 /// Overrides some tensors of a base source.
@@ -55,7 +44,7 @@ private func temporaryDirectory() throws -> String {
     /// tensor (atol 1e-6), every other tensor is written byte-identical, in the base's order.
     @Test func twoLoRAsInOnePassReproduceTheExpectedMerges() throws {
         let base = try Fixtures.tinyModel()
-        let job = MergeLoRAJob(base: base, config: tinyVC2,
+        let job = MergeLoRAJob(base: base, config: try tinyConfig(),
                                loras: [LoRASpec(path: loraPath("kohya.safetensors"), multiplier: 0.7),
                                        try LoRASpec(parsing: loraPath("peft.safetensors"))])
         let sink = MemoryTensorSink()
@@ -115,7 +104,7 @@ private func temporaryDirectory() throws -> String {
                               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": up], to: path)
         let base = try Fixtures.tinyModel()
         let name = "model.diffusion_model.init_attn.0.transformer_blocks.0.attn1.to_q.weight"
-        var job = MergeLoRAJob(base: base, config: tinyVC2, loras: [LoRASpec(path: path)])
+        var job = MergeLoRAJob(base: base, config: try tinyConfig(), loras: [LoRASpec(path: path)])
         let plan = try job.plan()
         #expect(plan.report.files[0].skippedTemporal.map(\.tensor) == [name])
         #expect(plan.report.files[0].matched.map(\.tensor) == ["model.diffusion_model.input_blocks.1.1.proj_in.weight"])
@@ -151,7 +140,7 @@ private func temporaryDirectory() throws -> String {
                               "lora_te_text_model_encoder_layers_7_mlp_fc1.lora_down.weight": down,
                               "lora_te_text_model_encoder_layers_7_mlp_fc1.lora_up.weight": try Tensor(shape: [128, 2], floats: [Float](repeating: 0.01, count: 256))],
                              to: path)
-        var job = MergeLoRAJob(base: try Fixtures.tinyModel(), config: tinyVC2, loras: [LoRASpec(path: path)])
+        var job = MergeLoRAJob(base: try Fixtures.tinyModel(), config: try tinyConfig(), loras: [LoRASpec(path: path)])
         let plan = try job.plan()
         #expect(plan.report.files[0].unmatched == ["lora_te_text_model_encoder_layers_7_mlp_fc1"])
         #expect(plan.report.problems.count == 1 && plan.report.problems[0].contains("--allow-unmatched"))
@@ -171,7 +160,7 @@ private func temporaryDirectory() throws -> String {
         let name = "cond_stage_model.model.transformer.resblocks.1.attn.in_proj_weight" // kohya touches k rows only
         let q8 = try #require(try tiny.tensor(named: name)).converted(to: .q8_0)
         let base = Overlay(base: tiny, overrides: [name: q8])
-        var job = MergeLoRAJob(base: base, config: tinyVC2, loras: [LoRASpec(path: loraPath("kohya.safetensors"))])
+        var job = MergeLoRAJob(base: base, config: try tinyConfig(), loras: [LoRASpec(path: loraPath("kohya.safetensors"))])
         let sink = MemoryTensorSink()
         let e = #expect(throws: LoRAError.self) { try job.run(into: sink) }
         #expect(e == .quantizedBase(tensor: name, dtype: "q8_0"))
@@ -211,7 +200,7 @@ private func temporaryDirectory() throws -> String {
         for (tag, tensors, key, text) in cases {
             let path = "\(dir)/\(tag).safetensors"
             try writeSafetensors(tensors, to: path)
-            let job = MergeLoRAJob(base: try Fixtures.tinyModel(), config: tinyVC2, loras: [LoRASpec(path: path)])
+            let job = MergeLoRAJob(base: try Fixtures.tinyModel(), config: try tinyConfig(), loras: [LoRASpec(path: path)])
             let sink = MemoryTensorSink()
             let e = #expect(throws: LoRAError.self, "\(tag)") { try job.run(into: sink) }
             #expect(e?.description.contains("'\(key)'") == true, "\(tag): \(String(describing: e))")
@@ -222,7 +211,7 @@ private func temporaryDirectory() throws -> String {
         // Not a LoRA file: a diffusers folder, a missing file, a text file.
         for (path, text) in [(Fixtures.path("sd21-tiny/diffusers"), "not a LoRA file"), ("\(dir)/missing.safetensors", "no such file"),
                              (Fixtures.path("vc2-tiny-a/config.yaml"), "not a safetensors file")] {
-            let job = MergeLoRAJob(base: try Fixtures.tinyModel(), config: tinyVC2, loras: [LoRASpec(path: path)])
+            let job = MergeLoRAJob(base: try Fixtures.tinyModel(), config: try tinyConfig(), loras: [LoRASpec(path: path)])
             do {
                 _ = try job.plan()
                 Issue.record("\(path) accepted as a LoRA")
@@ -240,5 +229,100 @@ private func temporaryDirectory() throws -> String {
         #expect(throws: MergeLoRAError.self) { try LoRASpec(parsing: ":0.5") }
         #expect(throws: MergeLoRAError.self) { try LoRASpec(parsing: "x.safetensors:inf") }
         #expect(throws: MergeLoRAError.self) { try LoRASpec(parsing: "") }
+    }
+}
+
+@Suite struct MergeLoRAVCMTests {
+    let tmp: TempDir
+    init() throws { tmp = try TempDir() }
+
+    func importTiny(_ name: String, type: WeightType = .f32, loras: [LoRASpec] = []) throws -> String {
+        var o = tinyOptions(tmp.path(name), type: type)
+        o.loras = loras
+        _ = try ImportJob(source: Fixtures.path("vc2-tiny-a/model.safetensors"), options: o).run()
+        return tmp.path(name)
+    }
+
+    /// merge-lora on .vcm: merged tensors as expected, the rest byte-identical, configuration and
+    /// vocabulary kept, each LoRA recorded (name, sha256, multiplier); a dry run writes nothing.
+    @Test func mergeIntoVCM() throws {
+        defer { tmp.remove() }
+        let base = try importTiny("base.vcm")
+        var o = MergeLoRAOptions()
+        o.output = tmp.path("merged.vcm")
+        o.dryRun = true
+        let dry = try MergeLoRAFiles.run(base: base, loras: [LoRASpec(path: loraPath("kohya.safetensors"), multiplier: 0.7)], options: o)
+        #expect(dry.dryRun && dry.changedTensors.count == 38)
+        #expect(!FileManager.default.fileExists(atPath: tmp.path("merged.vcm")))
+
+        o.dryRun = false
+        let report = try MergeLoRAFiles.run(base: base, loras: [LoRASpec(path: loraPath("kohya.safetensors"), multiplier: 0.7)], options: o)
+        #expect(!report.dryRun && report.changedTensors.count == 38)
+        let a = try VCMFile(path: base), b = try VCMFile(path: tmp.path("merged.vcm"))
+        try b.verifyAll()
+        #expect(b.tensorNames == a.tensorNames)
+        let expected = try SafetensorsFile(path: loraPath("expected_merged_kohya_m0.7.safetensors"))
+        for name in a.tensorNames {
+            let got = try #require(try b.tensor(named: name))
+            if let want = try expected.tensor(named: name) {
+                #expect(Comparison(got.floats(), want.floats()).maxAbs <= 1e-6, "\(name)")
+            } else {
+                #expect(got.bytes() == (try a.tensor(named: name))?.bytes(), "\(name)")
+            }
+        }
+        #expect(b.manifest.configJSON == a.manifest.configJSON)
+        #expect(b.manifest.vocabularyZstd == a.manifest.vocabularyZstd)
+        #expect(b.manifest.provenance.sourceSHA256 == a.manifest.provenance.sourceSHA256)
+        let opts = b.manifest.provenance.options
+        #expect(opts.contains(VCMOption("lora", "kohya.safetensors sha256=932614241c65e3960b43c59a50c150e1ff9a7f747a1ec2c132b34ffa3829b492 multiplier=0.7")))
+        #expect(opts.contains(VCMOption("lora-base", "base.vcm")))
+
+        // The output exists now: refused without force, and a .safetensors base is refused.
+        #expect(throws: (any Error).self) { try MergeLoRAFiles.run(base: base, loras: [LoRASpec(path: loraPath("peft.safetensors"))], options: o) }
+        var p = MergeLoRAOptions()
+        p.output = tmp.path("x.vcm")
+        do {
+            _ = try MergeLoRAFiles.run(base: Fixtures.path("vc2-tiny-a/model.safetensors"), loras: [LoRASpec(path: loraPath("peft.safetensors"))], options: p)
+            Issue.record("a safetensors base was accepted")
+        } catch {
+            #expect("\(error)".contains("import the checkpoint first"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: tmp.path("x.vcm")))
+    }
+
+    /// import --lora --type q8 in one pass equals import f32, merge-lora --type q8 (bit for bit):
+    /// both merge in f32 and quantize afterwards.
+    @Test func importWithLoRAEqualsImportThenMerge() throws {
+        defer { tmp.remove() }
+        let lora = LoRASpec(path: loraPath("kohya.safetensors"), multiplier: 1.0)
+        let onePass = try importTiny("one.vcm", type: .q8, loras: [lora])
+        let base = try importTiny("f32.vcm")
+        var o = MergeLoRAOptions()
+        o.output = tmp.path("two.vcm")
+        o.type = .q8
+        _ = try MergeLoRAFiles.run(base: base, loras: [lora], options: o)
+        let a = try VCMFile(path: onePass), b = try VCMFile(path: tmp.path("two.vcm"))
+        #expect(a.tensorNames == b.tensorNames)
+        var q8 = 0
+        for name in a.tensorNames {
+            let x = try #require(try a.tensor(named: name)), y = try #require(try b.tensor(named: name))
+            #expect(x.dtype == y.dtype && x.bytes() == y.bytes(), "\(name)")
+            if x.dtype == .q8_0 { q8 += 1 }
+        }
+        #expect(q8 > 100)
+        #expect(a.manifest.provenance.options.contains { $0.key == "lora" && $0.value.hasPrefix("kohya.safetensors sha256=9326") })
+        #expect(b.manifest.provenance.options.contains(VCMOption("type", "q8")))
+
+        // The q8 .vcm as a base: refused unless --requantize; never re-typed to a wider type.
+        var q = MergeLoRAOptions()
+        q.output = tmp.path("q.vcm")
+        let e = #expect(throws: LoRAError.self) { try MergeLoRAFiles.run(base: onePass, loras: [LoRASpec(path: loraPath("peft.safetensors"))], options: q) }
+        if case .quantizedBase? = e {} else { Issue.record("expected a quantized-base refusal, got \(String(describing: e))") }
+        q.lora.requantize = true
+        let r = try MergeLoRAFiles.run(base: onePass, loras: [LoRASpec(path: loraPath("peft.safetensors"))], options: q)
+        #expect(r.warnings.count == 7)
+        q.output = tmp.path("q16.vcm")
+        q.type = .f16
+        #expect(throws: FormatError.self) { try MergeLoRAFiles.run(base: onePass, loras: [LoRASpec(path: loraPath("peft.safetensors"))], options: q) }
     }
 }
