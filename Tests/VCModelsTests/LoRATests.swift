@@ -395,8 +395,9 @@ struct OverlaySource: TensorSource {
     }
 }
 
-/// The merged weights drive the real UNet to the reference outputs (lora/expected_outputs).
-@Suite struct LoRAMergedUNetTests {
+/// The merged weights drive the real UNet and text encoder to the reference outputs
+/// (lora/expected_outputs).
+@Suite struct LoRAMergedModelTests {
     @Test(arguments: [("kohya.safetensors", 1.0, "kohya_m1.0"), ("kohya.safetensors", 0.7, "kohya_m0.7"),
                       ("peft.safetensors", 1.0, "peft")])
     func mergedUNetEpsMatchesExpectedOutputs(lora: String, multiplier: Double, tag: String) throws {
@@ -418,5 +419,27 @@ struct OverlaySource: TensorSource {
         // The LoRA moved eps far more than the tolerance (README: rel. RMS change 0.14-0.20).
         let plain = try Ops.channelsLast(try #require(try golden.tensor(named: "unet.t981.eps"))).floats()
         #expect(Comparison(plain, want).relRMS > 0.1)
+    }
+
+    /// The text encoder with the kohya-merged text weights (fused in_proj row slices included)
+    /// encodes the UNet prompt ("upper_punct", golden tokenizer.ids row 2) to text_out.
+    @Test(arguments: [(1.0, "kohya_m1.0"), (0.7, "kohya_m0.7")])
+    func mergedTextEncoderMatchesExpectedOutputs(multiplier: Double, tag: String) throws {
+        let base = try LoRAFixture.base()
+        let source = try LoRAFixture.file("kohya.safetensors")
+        let file = try LoRAFixture.load(source, metadata: source.metadata, name: "kohya.safetensors", base: base)
+        let merged = try LoRAFixture.merged(base, [(file, multiplier)])
+        let golden = try Fixtures.golden()
+        let ids = try #require(try golden.tensor(named: "tokenizer.ids"))          // [13, 77] int32
+        let row = try ids.rows(2, 1).floats().map { Int($0) }
+        let encoder = try OpenCLIPTextEncoder.load(from: merged, config: TinyConfigs.vc2().text)
+        let out = try encoder.encode(tokens: [row])                                // [1, 77, 32]
+        let want = try #require(try LoRAFixture.file("expected_outputs.safetensors").tensor(named: "\(tag).text_out"))
+        let c = Comparison(out.floats(), want.floats())
+        print("merged text encoder \(tag): \(c)")
+        #expect(c.maxAbs <= 2e-5 && c.relRMS <= 5e-6, "\(tag): \(c)")
+        // Without the LoRA the output is the golden text.out row, far from the merged one.
+        let plain = try #require(try golden.tensor(named: "text.out")).rows(2, 1).floats()
+        #expect(Comparison(plain, want.floats()).maxAbs > 1e-2)
     }
 }
