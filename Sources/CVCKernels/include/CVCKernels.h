@@ -210,6 +210,10 @@ void vck_add(const float *a, const float *b, float *y, size_t n);
 void vck_add_row_vector(const float *x, const float *v, float *y, int64_t rows, int64_t c);
 /// x *= s
 void vck_scale(float *x, float s, size_t n);
+/// y[i] = a[i] * b[i]
+void vck_mul(const float *a, const float *b, float *y, size_t n);
+/// Index of the first NaN or infinite value of x[0..n), or -1 when all are finite.
+int64_t vck_first_nonfinite(const float *x, size_t n);
 
 // ---------------------------------------------------------------------------------------------
 // Attention
