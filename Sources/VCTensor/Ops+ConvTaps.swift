@@ -45,3 +45,35 @@ extension Ops {
         return y
     }
 }
+
+extension Ops {
+    /// Packs each tap of tap-major weights `[kh*kw, Cout, Cin]` (from `convTaps`) once for the
+    /// GEMM kernels, so `conv2dSame(_:packedTaps:kernel:_:)` does not repack them on every call.
+    public static func packTaps(_ taps: Tensor) throws -> [PackedWeight] {
+        guard taps.rank == 3 else { throw TensorError.shapeMismatch("packTaps of \(taps.shape) ([taps, Cout, Cin] expected)") }
+        return try (0..<taps.shape[0]).map { try PackedWeight(try taps.rows($0, 1).reshaped([taps.shape[1], taps.shape[2]])) }
+    }
+
+    /// `conv2dSame` with taps packed by `packTaps` (same results).
+    public static func conv2dSame(_ x: Tensor, packedTaps: [PackedWeight], kernel: (h: Int, w: Int), _ b: Tensor?,
+                                  bandRows: Int = 0) throws -> Tensor {
+        try requireF32(x, "conv2d input")
+        let (kh, kw) = kernel
+        guard x.rank == 4, kh > 0, kw > 0, kh % 2 == 1, kw % 2 == 1, packedTaps.count == kh * kw, bandRows >= 0,
+              let first = packedTaps.first, first.shape.count == 2,
+              packedTaps.allSatisfy({ $0.shape == first.shape }) else {
+            throw TensorError.shapeMismatch("same conv of \(x.shape) (NHWC) with \(packedTaps.count) packed \(kh)x\(kw) taps")
+        }
+        let (n, h, wd, cin, cout) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], first.shape[0])
+        let weights = try packedTaps.map { try $0.cWeight(k: cin, what: "same conv tap") }
+        let y = Tensor(zeros: [n, h, wd, cout])   // [N, H, W, Cin] -> [N, H, W, Cout]
+        let bp = try biasPointer(b, n: cout, what: "conv2d")
+        withExtendedLifetime(packedTaps) {
+            weights.withUnsafeBufferPointer {
+                vck_conv2d_taps_nhwc(x.f32, Int64(n), Int64(h), Int64(wd), Int64(cin), $0.baseAddress, bp, Int64(kh), Int64(kw),
+                                     Int64(bandRows), y.f32)
+            }
+        }
+        return y
+    }
+}

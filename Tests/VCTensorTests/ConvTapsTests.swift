@@ -30,10 +30,14 @@ struct ConvTapsTests {
         for dtype in [DType.f32, .f16, .bf16] {
             let wd = try wt.converted(to: dtype)
             let ref = try Ops.conv2d(x, wd, b, stride: 1, padding: kh / 2).floats()
-            let ours = try Ops.conv2dSame(x, taps: try Ops.convTaps(wd), kernel: (kh, kw), b)
+            let taps = try Ops.convTaps(wd)
+            let ours = try Ops.conv2dSame(x, taps: taps, kernel: (kh, kw), b)
             #expect(ours.shape == [n, h, w, cout])
             let cmp = Comparison(ours.floats(), ref)
             #expect(cmp.maxAbs <= 1e-5 * max(1, cmp.refMaxAbs), "\(c) \(dtype): \(cmp)")
+            // Packed taps give exactly the unpacked result (PackedWeight is bit-identical).
+            let packed = try Ops.conv2dSame(x, packedTaps: try Ops.packTaps(taps), kernel: (kh, kw), b)
+            #expect(packed.floats() == ours.floats(), "\(c) \(dtype) packed")
         }
     }
 

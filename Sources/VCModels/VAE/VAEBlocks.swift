@@ -12,29 +12,37 @@ func vaeNorm(_ b: WeightBinder, _ prefix: String, channels: Int) -> GroupNorm {
 }
 
 /// A 3x3 convolution with stride 1 and padding 1 (every 3x3 conv of the decoder). f32 / f16 /
-/// bf16 weights are reordered once, here, to tap-major [9, Cout, Cin] and run as nine GEMMs over
-/// padded row bands (`Ops.conv2dSame`, no im2col matrix); q8_0 weights, whose blocks cannot be
-/// reordered exactly, keep the im2col path (`Ops.conv2d`).
+/// bf16 weights are reordered once, here, to tap-major [9, Cout, Cin], each tap packed for the
+/// GEMM kernels, and run as nine GEMMs over padded row bands (`Ops.conv2dSame`, no im2col matrix);
+/// q8_0 weights, whose blocks cannot be reordered exactly, keep the im2col path (`Ops.conv2d`).
 struct VAEConv3x3: Sendable {
-    /// Tap-major [9, Cout, Cin] when `tapMajor`, else the checkpoint's [Cout, Cin, 3, 3].
-    let weight: Tensor
+    enum Weight: Sendable {
+        case taps([PackedWeight])    // tap-major, packed
+        case packed(PackedWeight)    // [Cout, Cin, 3, 3] packed (q8_0)
+        case plain(Tensor)           // as stored (if packing failed)
+    }
+    let weight: Weight
     let bias: Tensor?
-    let tapMajor: Bool
 
     init(_ b: WeightBinder, _ prefix: String, in cin: Int, out cout: Int) {
         let conv = Conv2d(b, prefix, in: cin, out: cout)
-        if let taps = try? Ops.convTaps(conv.weight) {
-            (weight, tapMajor) = (taps, true)
+        if let taps = try? Ops.packTaps(try Ops.convTaps(conv.weight)) {
+            weight = .taps(taps)
+        } else if let p = try? PackedWeight(conv.weight) {
+            weight = .packed(p)
         } else {
-            (weight, tapMajor) = (conv.weight, false)
+            weight = .plain(conv.weight)
         }
         bias = conv.bias
     }
 
     /// [N, H, W, Cin] -> [N, H, W, Cout].
     func callAsFunction(_ x: Tensor) throws -> Tensor {
-        tapMajor ? try Ops.conv2dSame(x, taps: weight, kernel: (3, 3), bias)
-                 : try Ops.conv2d(x, weight, bias, stride: 1, padding: 1)
+        switch weight {
+        case .taps(let t): return try Ops.conv2dSame(x, packedTaps: t, kernel: (3, 3), bias)
+        case .packed(let p): return try Ops.conv2d(x, p, bias, stride: 1, padding: 1)
+        case .plain(let w): return try Ops.conv2d(x, w, bias, stride: 1, padding: 1)
+        }
     }
 }
 
