@@ -20,12 +20,28 @@ public enum Ops {
         /// fp32 activations times the exact weight values: only the weights' own quantization
         /// error (the golden yardsticks), at fp32-FMA speed.
         case exact
+        /// q8_0: activations quantized per 32-block to int16 (AVX512-VNNI vpdpwssd), error far
+        /// below the weights' own; bf16: as `.exact`.
+        case balanced
     }
 
-    /// Process-wide; `.exact` by default (VCK_GEMM_PRECISION=fast selects `.fast` until set).
+    /// Process-wide; `.balanced` by default (VCK_GEMM_PRECISION=exact|balanced|fast selects the
+    /// mode until set).
     public static var gemmPrecision: GEMMPrecision {
-        get { vck_get_gemm_precision() == Int32(VCK_GEMM_EXACT) ? .exact : .fast }
-        set { vck_set_gemm_precision(newValue == .exact ? Int32(VCK_GEMM_EXACT) : Int32(VCK_GEMM_FAST)) }
+        get {
+            switch vck_get_gemm_precision() {
+            case Int32(VCK_GEMM_EXACT): return .exact
+            case Int32(VCK_GEMM_FAST): return .fast
+            default: return .balanced
+            }
+        }
+        set {
+            switch newValue {
+            case .exact: vck_set_gemm_precision(Int32(VCK_GEMM_EXACT))
+            case .fast: vck_set_gemm_precision(Int32(VCK_GEMM_FAST))
+            case .balanced: vck_set_gemm_precision(Int32(VCK_GEMM_BALANCED))
+            }
+        }
     }
 
     // MARK: helpers

@@ -117,6 +117,7 @@ void vck_weight_rows_f32(const vck_weight *w, int64_t row0, int64_t nrows, float
 ///   (AVX512-BF16 vdpbf16ps semantics).
 /// - q8_0 weights: activations quantized on the fly per 32-block (s = amax/127, int8, round to
 ///   nearest even), exact int32 block dots (AVX512-VNNI), scaled by both scales in fp32.
+///   (Precision modes below: balanced uses int16 activations, exact fp32.)
 /// See gemm_packed.c for the exact arithmetic; vck_linear_ref is its bit-exact scalar twin (except
 /// denormals on the fma bf16 paths).
 void vck_linear(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
@@ -126,16 +127,21 @@ void vck_linear_ref(int64_t m, const float *a, int64_t lda, const vck_weight *w,
                     float *c, int64_t ldc, float beta);
 
 /// Activation precision of the bf16 and q8_0 GEMM (f16 and f32 are always fp32-accurate).
-/// VCK_GEMM_EXACT (default): fp32 activations times the exact weight values (fp32 FMA, only the
-/// weights' own quantization error; f16-path speed). VCK_GEMM_FAST: activations rounded to bf16 /
-/// quantized to int8 per 32-block, the fast paths described at vck_linear. FAST is not the default
-/// because on golden A's sampling run it misses the quality yardsticks (bf16 39.9 dB < 42 dB,
-/// q8 29.9 dB < 34 dB PSNR of the frames; exact mode meets them).
+/// VCK_GEMM_BALANCED (default): q8_0 activations quantized per 32-block to int16
+///   (s = amax / 32767, RNE), exact int32 block dots (AVX512-VNNI vpdpwssd, AVX2 vpmaddwd), scaled
+///   by both scales in fp32 exactly as the fast path; bf16 weights as EXACT.
+/// VCK_GEMM_EXACT: fp32 activations times the exact weight values (fp32 FMA, only the weights' own
+///   quantization error; f16-path speed).
+/// VCK_GEMM_FAST: activations rounded to bf16 / quantized to int8 per 32-block, the fast paths
+///   described at vck_linear. It misses the quality yardsticks on golden A's sampling run
+///   (bf16 39.9 dB < 42 dB, q8 29.9 dB < 34 dB PSNR of the frames; exact and balanced meet them).
 /// On the tiny VC2 UNet (vc2-tiny-a, t=981), eps rel RMS vs the fp32 golden: q8_0 weights 0.0501
-/// fast / 0.0348 exact; bf16 weights 0.0161 fast / 0.0133 exact.
-enum { VCK_GEMM_FAST = 0, VCK_GEMM_EXACT = 1 };
+/// fast / 0.0348 exact / BALANCED_UNET balanced; bf16 weights 0.0161 fast / 0.0133 exact.
+/// See docs/performance.md ("GEMM kernels") for measured speed and accuracy of each mode.
+enum { VCK_GEMM_FAST = 0, VCK_GEMM_EXACT = 1, VCK_GEMM_BALANCED = 2 };
 /// Process-wide setting, read on the calling thread at each call. Until it is set, the environment
-/// variable VCK_GEMM_PRECISION=fast selects VCK_GEMM_FAST.
+/// variable VCK_GEMM_PRECISION=exact|balanced|fast selects the mode (unset or other: balanced).
+/// Unknown values passed to the setters select VCK_GEMM_BALANCED.
 void vck_set_gemm_precision(int precision);
 /// Overrides the setting for calls from the calling thread only; -1 follows the process setting.
 void vck_set_thread_gemm_precision(int precision);
@@ -157,6 +163,10 @@ void vck_packed_weight_rows_f32(const vck_packed_weight *p, int64_t row0, int64_
 /// The activation quantizer of the q8_0 GEMM for one row of k values: ceil(k/32) blocks of 32
 /// int8 (zero padded) in q, their scales in s, and -128 * sum(q) per block in corr.
 void vck_quantize_act_q8_ref(const float *x, int64_t k, int8_t *q, float *s, int32_t *corr);
+/// The activation quantizer of the balanced q8_0 GEMM: ceil(k/32) blocks of 32 int16 (zero
+/// padded) in q, s = amax / 32767 per block, q = rne(clamp(x * (32767 / amax), +-32767)); a NaN
+/// value gives q = 0 and makes its block's s NaN.
+void vck_quantize_act_q16_ref(const float *x, int64_t k, int16_t *q, float *s);
 
 /// Plain f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta C, row-major. alpha = 1 uses the own
 /// fp32 kernels (where FMA exists), anything else cblas_sgemm.
