@@ -18,6 +18,15 @@
 //         q = rne(x * (127 / amax)) (a NaN in the block makes s NaN); per output and block b the
 //         exact int32 dot isum = sum q_a q_w, then acc = fma((float)isum, d_w * s, acc).
 //   Then out = acc (+ bias[n]) and, when beta != 0, out = beta * C + out.
+// With VCK_GEMM_BALANCED (the default) q8_0 activations are quantized per 32-block to int16:
+//   s = amax / 32767, q = rne(clamp(x * (32767 / amax), +-32767)) (NaN: q = 0, s = NaN); per
+//   output and block isum = sum q_a q_w (exact int32: |isum| <= 32 * 32767 * 128 < 2^31), then
+//   acc = fma((float)isum, d_w * s, acc) as in the int8 path. The packed int8 panels are kept and
+//   sign-extended in registers: even bytes of each u32 lane (k = 4s, 4s+2) and odd bytes
+//   (k = 4s+1, 4s+3) form int16 pairs, so the quantizer stores each group of 4 activations as
+//   q0 q2 q1 q3 and the kernels broadcast (q0,q2) and (q1,q3) into vpdpwssd (AVX512-VNNI) or
+//   vpmaddwd (AVX2). Pre-widened int16 panels would double the packed q8 memory for at most ~5%
+//   (measured upper bound). bf16 weights in balanced mode run as in exact mode.
 // With vck_set_gemm_precision(VCK_GEMM_EXACT) activations stay fp32 (weight-only error):
 //   bf16: acc = fma(a[k], w[k], acc) for k = 0, 1, ... (as f16);
 //   q8_0: per block accb = fma(a[k], q_w[k], accb) over its k, then acc = fma(accb, d_w, acc).
