@@ -1,7 +1,7 @@
 // Developer-only GEMM harness (not built by SwiftPM): speed of vck_linear per precision mode on
 // one thread (thread CPU time), and accuracy of each q8_0 mode vs a double-precision product with
 // the dequantized weights. Build and run (see docs/performance.md, "GEMM kernels"):
-//   cc -O3 -std=gnu11 -ISources/CVCKernels/include $(pkg-config --cflags openblas) \
+//   clang -O3 -std=gnu11 -ISources/CVCKernels/include $(pkg-config --cflags openblas) \
 //      scripts/dev/gemm-bench.c Sources/CVCKernels/*.c $(pkg-config --libs openblas) -lpthread -lm \
 //      -o /tmp/gemm-bench && /tmp/gemm-bench
 #include "CVCKernels.h"
