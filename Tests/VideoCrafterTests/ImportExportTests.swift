@@ -6,18 +6,6 @@ import VCModels
 import VCTestSupport
 @testable import VideoCrafter
 
-/// A fresh temporary folder, removed on deinit of the suite instance.
-struct TempDir {
-    let dir: String
-    init() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("vcimport-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-    func path(_ name: String) -> String { dir + "/" + name }
-    func files() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() }
-    func remove() { try? FileManager.default.removeItem(atPath: dir) }
-}
-
 /// Options for the tiny golden model (its YAML and open_clip config).
 func tinyOptions(_ output: String, type: WeightType = .f32) -> ImportOptions {
     var o = ImportOptions(output: output)
