@@ -20,8 +20,7 @@ public enum DiffusersConfig {
         let up = "unet/config.json"
 
         var u = UNetConfig()
-        u.temporalConv = false; u.temporalAttention = false; u.additionAttention = false; u.fpsCond = false
-        u.useRelativePosition = false; u.useCausalAttention = false; u.tempspatialAware = false
+        u.removeVideoModules()
         let boc = try r.ints(un, "block_out_channels", path: up)
         guard let first = boc.first, first > 0, boc.allSatisfy({ $0 % first == 0 }) else {
             throw ConfigError("\(up): block_out_channels \(boc) are not multiples of the first")
