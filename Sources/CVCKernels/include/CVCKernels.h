@@ -194,6 +194,18 @@ void vck_conv2d_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t
 /// (frames of a sequence are contiguous); w: N = cout rows of K = cin*kt; y: [nseq, t, hw, cout].
 void vck_conv_temporal(const float *x, int64_t nseq, int64_t t, int64_t hw, int64_t cin,
                        const vck_weight *wt, const float *bias, int64_t kt, float *y);
+/// Stride-1 convolution with "same" zero padding (kh, kw odd; pad kh/2, kw/2) as one GEMM per
+/// kernel tap over row bands of a zero-padded input copy (no im2col; scratch about 2 x 2 MiB).
+/// x: [nimg, h, w, cin]; taps: kh*kw weights, tap t = ky*kw + kx holding W[:, :, ky, kx] of a
+/// PyTorch [cout, cin, kh, kw] weight as N = cout rows of K = cin; y: [nimg, h, w, cout].
+/// band_rows: output rows per band (0: as many as fit the scratch bound). Same result as
+/// vck_conv2d_nhwc up to the order of the sums.
+void vck_conv2d_taps_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t cin,
+                          const vck_weight *taps, const float *bias, int64_t kh, int64_t kw,
+                          int64_t band_rows, float *y);
+/// Reorders a conv weight [cout][cin][taps] (elements of elem_size bytes) to tap-major
+/// [taps][cout][cin] (exact for f32 / f16 / bf16).
+void vck_repack_conv_taps(const void *src, void *dst, size_t elem_size, int64_t cout, int64_t cin, int64_t taps);
 
 // ---------------------------------------------------------------------------------------------
 // Normalisation and activations (f32, in place allowed where x == y)
