@@ -328,3 +328,15 @@ public enum Ops {
         return y
     }
 }
+
+// MARK: synthetic data
+
+extension Ops {
+    /// A new f32 tensor of uniform values in [low, high), deterministic in (seed, element index)
+    /// and independent of the thread count (benchmark weights).
+    public static func randomUniform(_ shape: [Int], seed: UInt64, low: Float, high: Float) -> Tensor {
+        let y = Tensor(zeros: shape)
+        vck_fill_uniform(y.f32, y.count, seed, low, high)
+        return y
+    }
+}

@@ -182,6 +182,14 @@ void vck_concat_channels(const float *a, int64_t ca, const float *b, int64_t cb,
 void vck_transpose(const float *x, int64_t rows, int64_t cols, float *y);
 
 // ---------------------------------------------------------------------------------------------
+// Synthetic data (benchmarks)
+// ---------------------------------------------------------------------------------------------
+/// x[i] = uniform in [lo, hi) from a counter-based hash of (seed, i): the same values for any
+/// thread count (24 random bits per value).
+void vck_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
+void vck_fill_uniform_ref(float *x, size_t n, uint64_t seed, float lo, float hi);
+
+// ---------------------------------------------------------------------------------------------
 // Checksums
 // ---------------------------------------------------------------------------------------------
 /// CRC-32C (Castagnoli), as in iSCSI / ext4; init = 0 for a fresh checksum, pass the previous
