@@ -14,9 +14,9 @@
 #include "internal.h"
 #include <immintrin.h>
 #include <math.h>
+#include "simd_math.h"
 
 #define ATT_KB 64          // keys per online-softmax block
-#define ATT_LOG2E 1.44269504088896340736f
 // Loops over the register tile must be fully unrolled so the accumulators stay in registers.
 #define UNROLL _Pragma("clang loop unroll(full)")
 
@@ -99,25 +99,6 @@ static float *att_scratch(size_t floats) {
         tl_cap = floats;
     }
     return tl_scratch;
-}
-
-/// 2^x for x <= 0 (and anything else in range): x = n + f, |f| <= 1/2, 2^f by its degree-7
-/// Taylor polynomial in f*ln2 (relative error < 6e-9), then scaled by 2^n. x <= -150 (and -inf)
-/// gives exactly 0.
-__attribute__((target("avx512f")))
-static inline __m512 exp2_avx512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-150.0f));
-    __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(x, n);
-    __m512 p = _mm512_set1_ps(1.5252733804059840e-05f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381606e-04f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-02f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
 }
 
 /// In-register transpose of a 16x16 float block: r[i] lane j <-> r[j] lane i.
@@ -265,7 +246,7 @@ static inline void att_tile(const int NQ, const att_ctx *c, int64_t s, int64_t h
     float *ot = qt + d * W, *st = ot + d * W;
 
     // Q^T, scaled into the log2 domain, by 16x16 blocks; lanes past the last query are zero.
-    const __m512 sl = _mm512_set1_ps(c->scale * ATT_LOG2E);
+    const __m512 sl = _mm512_set1_ps(c->scale * VCK_LOG2E);
     for (int64_t i0 = 0; i0 < W; i0 += 16)
         for (int64_t e0 = 0; e0 < d; e0 += 16) {
             int ne = d - e0 < 16 ? (int)(d - e0) : 16;
@@ -298,14 +279,14 @@ static inline void att_tile(const int NQ, const att_ctx *c, int64_t s, int64_t h
             __m512 mn = _mm512_max_ps(m[cc], mx[cc]);
             // A lane with no finite score yet keeps -inf; subtract 0 there (no inf - inf).
             msafe[cc] = _mm512_mask_mov_ps(mn, _mm512_cmp_ps_mask(mn, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
-            alpha[cc] = exp2_avx512(_mm512_sub_ps(m[cc], msafe[cc]));
+            alpha[cc] = vck_exp2_avx512(_mm512_sub_ps(m[cc], msafe[cc]));
             m[cc] = mn;
             lsum[cc] = _mm512_setzero_ps();
         }
         for (int64_t j = 0; j < kb; j++)
             UNROLL
             for (int cc = 0; cc < NQ; cc++) {
-                __m512 p = exp2_avx512(_mm512_sub_ps(_mm512_load_ps(st + j * W + 16 * cc), msafe[cc]));
+                __m512 p = vck_exp2_avx512(_mm512_sub_ps(_mm512_load_ps(st + j * W + 16 * cc), msafe[cc]));
                 lsum[cc] = _mm512_add_ps(lsum[cc], p);
                 _mm512_store_ps(st + j * W + 16 * cc, p);
             }
