@@ -43,7 +43,8 @@ let package = Package(
         // Narrow C wrappers over libavformat/libavcodec/libswscale and libpng.
         .target(name: "CVCMedia", dependencies: ["CFFmpeg", "CPNG"],
                 cSettings: [.unsafeFlags(["-O2", "-Wall"])],
-                linkerSettings: [.linkedLibrary("m")]),
+                linkerSettings: [.linkedLibrary("avformat"), .linkedLibrary("avcodec"), .linkedLibrary("avutil"),
+                                 .linkedLibrary("swscale"), .linkedLibrary("png16"), .linkedLibrary("m")]),
 
         // Swift libraries.
         .target(name: "VCTensor", dependencies: ["CVCKernels", "CZstd"]),
@@ -58,6 +59,10 @@ let package = Package(
             "VideoCrafter", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "vcrun", dependencies: [
             "VideoCrafter", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        // DEV ONLY, not a product: reads every tensor of a weights file to measure the readers
+        // (scripts/dev/README.md).
+        .executableTarget(name: "vcformats-scan", dependencies: ["VCFormats", "VCTensor"], path: "Sources/vcformats-scan"),
 
         // Tests (Swift Testing only; scripts/test runs `swift test --disable-xctest`).
         .target(name: "VCTestSupport", dependencies: ["VCTensor", "VCFormats"], path: "Tests/Support"),

@@ -18,4 +18,12 @@ public enum FormatError: Error, CustomStringConvertible, Equatable {
         case .io(let p, let m): return "\(p): \(m)"
         }
     }
+
+    /// The message without the path (for nesting one error inside another about the same file).
+    public var message: String {
+        switch self {
+        case .malformed(_, let o, let m): return "at byte \(o): \(m)"
+        case .unsupported(_, let m), .model(_, let m), .io(_, let m): return m
+        }
+    }
 }

@@ -1,1 +1,0 @@
-int vcmedia_dummy(void){return 0;}
