@@ -44,19 +44,25 @@ static void act_ref(const float *x, float *y, int64_t n, int act) {
 static void pw_task(void *vctx, int task) {
     pw_ctx *c = vctx;
     int64_t a = task * c->per, b = a + c->per < c->n ? a + c->per : c->n;
-    if (vck_has(VCK_CPU_AVX512F)) act_avx512(c->x + a, c->y + a, b - a, c->act);
-    else act_ref(c->x + a, c->y + a, b - a, c->act);
+    if (c->act >= 0 && vck_has(VCK_CPU_AVX512F)) act_avx512(c->x + a, c->y + a, b - a, c->act);
+    else act_ref(c->x + a, c->y + a, b - a, c->act < 0 ? -c->act : c->act);
 }
 
+/// act >= 0: the SIMD approximations; -act: the libm formula (bit-identical to the _ref twins).
 static void act_parallel(const float *x, float *y, size_t n, int act) {
     pw_ctx c = {x, y, (int64_t)n, block_size((int64_t)n, 1 << 14), act};
     vck_parallel_for((int)(((int64_t)n + c.per - 1) / c.per), pw_task, &c);
 }
 
+// vck_silu / vck_gelu keep the libm formulas (bit-identical to their twins, split over the pool);
+// the _fast variants and the fused activations (GEGLU, GroupNorm, conv gathers) use the SIMD
+// approximations of simd_math.h.
 void vck_silu_ref(const float *x, float *y, size_t n) { act_ref(x, y, (int64_t)n, VCK_ACT_SILU); }
-void vck_silu(const float *x, float *y, size_t n) { act_parallel(x, y, n, VCK_ACT_SILU); }
+void vck_silu(const float *x, float *y, size_t n) { act_parallel(x, y, n, -VCK_ACT_SILU); }
+void vck_silu_fast(const float *x, float *y, size_t n) { act_parallel(x, y, n, VCK_ACT_SILU); }
 void vck_gelu_ref(const float *x, float *y, size_t n) { act_ref(x, y, (int64_t)n, VCK_ACT_GELU); }
-void vck_gelu(const float *x, float *y, size_t n) { act_parallel(x, y, n, VCK_ACT_GELU); }
+void vck_gelu(const float *x, float *y, size_t n) { act_parallel(x, y, n, -VCK_ACT_GELU); }
+void vck_gelu_fast(const float *x, float *y, size_t n) { act_parallel(x, y, n, VCK_ACT_GELU); }
 
 typedef struct { const float *x; float *y; int64_t rows, f, per; } geglu_ctx;
 
@@ -132,13 +138,11 @@ static void gn_sum_task(void *vctx, int task) {
 void vck_group_norm_stats(const float *x, int64_t nsamples, int64_t rows, int64_t c, int64_t groups,
                           const float *gamma, const float *beta, float eps, float *scale, float *shift) {
     if (nsamples <= 0 || c <= 0 || groups <= 0) return;
-    int64_t threads = vck_get_threads();
-    // Row blocks per sample: enough tasks for the pool, blocks of at least 16 rows.
-    int64_t nblk = (threads * 8 + nsamples - 1) / nsamples;
-    if (nblk > rows / 16) nblk = rows / 16;
-    if (nblk < 1) nblk = 1;
-    int64_t rpb = (rows + nblk - 1) / nblk;
-    nblk = rows > 0 ? (rows + rpb - 1) / rpb : 1;
+    // Row blocks depend on the shape only (up to 16 per sample, at least 64 rows each), so the
+    // reduction order and the result do not depend on the thread count.
+    int64_t rpb = (rows + 15) / 16;
+    if (rpb < 64) rpb = 64;
+    int64_t nblk = rows > 0 ? (rows + rpb - 1) / rpb : 1;
     size_t psize = (size_t)nsamples * (size_t)nblk * (size_t)c;
     double *part = vck_alloc(sizeof(double) * psize);
     double *mean = vck_alloc(sizeof(double) * (size_t)(nsamples * groups));

@@ -171,6 +171,10 @@ void vck_silu_ref(const float *x, float *y, size_t n);
 /// Exact GELU: 0.5 x (1 + erf(x / sqrt 2)).
 void vck_gelu(const float *x, float *y, size_t n);
 void vck_gelu_ref(const float *x, float *y, size_t n);
+/// SIMD SiLU / exact-GELU approximations (relative error about 2e-7; GELU without the 1 + erf
+/// cancellation for negative x), the activations used inside the fused kernels.
+void vck_silu_fast(const float *x, float *y, size_t n);
+void vck_gelu_fast(const float *x, float *y, size_t n);
 /// GEGLU: x: [rows, 2f] -> y: [rows, f], y = x[:, :f] * gelu(x[:, f:]).
 void vck_geglu(const float *x, float *y, int64_t rows, int64_t f);
 void vck_geglu_ref(const float *x, float *y, int64_t rows, int64_t f);
