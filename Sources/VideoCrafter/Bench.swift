@@ -122,8 +122,13 @@ public struct BenchReport: Sendable, Codable {
     public var threads: Int
     public var weightBytes: Int
     public var loadSeconds: Double
-    /// Every timed call, seconds.
+    /// Every timed call, seconds (wall clock).
     public var calls: [Double]
+    /// CPU time (user + system, all threads) of every timed call, seconds: on a shared machine
+    /// cpu / threads is what the call would take with the cores to itself (if it scales).
+    public var cpuSeconds: [Double]
+    /// Of which system time (page faults of fresh allocations, thread wake-ups).
+    public var systemSeconds: [Double]
     public var medianSeconds: Double
     public var gflop: Double
     public var linearGflop: Double
@@ -199,19 +204,23 @@ public enum Bench {
             _ = try net(x: x, timesteps: timesteps, context: context, fps: fps, frames: o.frames)
         }
         Self.resetPeakRSS()
-        var calls: [Double] = []
+        var calls: [Double] = [], cpu: [Double] = [], sys: [Double] = []
         var perEvent: [[String: Double]] = []
         for i in 0..<o.repeats {
             progress("timed call \(i + 1)/\(o.repeats): batch \(o.batch), \(o.frames) frames, latent \(lh)x\(lw)")
             let rec = EventTimer()
+            let c0 = Self.cpuTimes()
             let t0 = ContinuousClock.now
             rec.last = t0
             _ = try net(x: x, timesteps: timesteps, context: context, fps: fps, frames: o.frames,
                         observer: { name, _ in rec.mark(name) })
             let s = Self.seconds(ContinuousClock.now - t0)
+            let c1 = Self.cpuTimes()
             calls.append(s)
+            cpu.append(c1.user + c1.system - c0.user - c0.system)
+            sys.append(c1.system - c0.system)
             perEvent.append(rec.times)
-            progress(String(format: "  %.2f s", s))
+            progress(String(format: "  %.2f s (CPU %.1f s, of which system %.1f s)", s, cpu.last ?? 0, sys.last ?? 0))
         }
         let peakDuring = Self.memory().hwm
 
@@ -246,7 +255,7 @@ public enum Bench {
         return BenchReport(
             model: modelName, weightType: weightType.rawValue, batch: o.batch, frames: o.frames, height: o.height, width: o.width,
             latent: [o.batch * o.frames, lh, lw, config.inChannels], threads: Ops.threads, weightBytes: weightBytes,
-            loadSeconds: loadSeconds, calls: calls, medianSeconds: median, gflop: lin + conv + att, linearGflop: lin,
+            loadSeconds: loadSeconds, calls: calls, cpuSeconds: cpu, systemSeconds: sys, medianSeconds: median, gflop: lin + conv + att, linearGflop: lin,
             convGflop: conv, attentionGflop: att, gflops: (lin + conv + att) / median, peakGflops: gemmPeak,
             percentOfPeak: 100 * ideal / median, components: components, rssAfterLoadMiB: rssLoad,
             peakRSSDuringCallsMiB: peakDuring, maxRSSMiB: Self.maxRSS(), loadAverageBefore: loadBefore,
@@ -260,6 +269,8 @@ public enum Bench {
         s += String(format: "time %.2f s (median of %d: %@), %.0f GFLOP -> %.1f GFLOP/s, %.0f%% of peak\n",
                     r.medianSeconds, r.calls.count, r.calls.map { String(format: "%.2f", $0) }.joined(separator: ", "),
                     r.gflop, r.gflops, r.percentOfPeak)
+        s += String(format: "  CPU time per call (user + system, median): %.1f s (system %.1f s) = %.1f s per thread\n",
+                    Self.median(r.cpuSeconds), Self.median(r.systemSeconds), Self.median(r.cpuSeconds) / Double(max(r.threads, 1)))
         s += String(format: "  FLOP: linear %.0f G, conv %.0f G, attention %.0f G; GEMM peak %.0f GFLOP/s (attention at %.0f)\n",
                     r.linearGflop, r.convGflop, r.attentionGflop, r.peakGflops, MachinePeak.f32GFLOPS)
         s += String(format: "  weights bound in %.1f s; RSS after load %.0f MiB, peak during calls %.0f MiB, process max %.0f MiB\n",
@@ -268,8 +279,9 @@ public enum Bench {
         s += "  component                 seconds   share     GFLOP   GFLOP/s  % of peak\n"
         for c in r.components where c.seconds > 0 || c.gflop > 0 {
             s += "  " + c.name.padding(toLength: 24, withPad: " ", startingAt: 0)
-            s += String(format: " %8.2f  %5.1f%%  %8.0f  %8.1f  %8.0f%%\n", c.seconds,
-                        100 * c.seconds / max(r.medianSeconds, 1e-9), c.gflop, c.gflops, c.percentOfPeak)
+            s += String(format: " %8.2f  %5.1f%%  %8.0f", c.seconds, 100 * c.seconds / max(r.medianSeconds, 1e-9), c.gflop)
+            // Rates of pieces that take a few milliseconds are noise.
+            s += c.seconds >= 0.05 && c.gflop >= 1 ? String(format: "  %8.1f  %8.0f%%\n", c.gflops, c.percentOfPeak) : "         -         -\n"
         }
         return s
     }
@@ -304,6 +316,14 @@ public enum Bench {
         guard let h = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return }
         try? h.write(contentsOf: Data("5".utf8))
         try? h.close()
+    }
+
+    /// User and system CPU seconds of the process so far.
+    static func cpuTimes() -> (user: Double, system: Double) {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        return (Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) * 1e-6,
+                Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) * 1e-6)
     }
 
     static func maxRSS() -> Double {
