@@ -207,6 +207,26 @@ void vck_conv2d_taps_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, in
 /// [taps][cout][cin] (exact for f32 / f16 / bf16).
 void vck_repack_conv_taps(const void *src, void *dst, size_t elem_size, int64_t cout, int64_t cin, int64_t taps);
 
+/// A GroupNorm (+ activation) applied to the input of a convolution while it is gathered:
+/// input channel j of an image in statistics sample s becomes act(x * scale[s*cin + j] +
+/// shift[s*cin + j]) (the output of vck_group_norm_stats); zero padding stays zero. Images (2-D)
+/// or sequences (temporal) [i*imgs_per_sample, (i+1)*imgs_per_sample) form sample i.
+typedef struct {
+    const float *scale;
+    const float *shift;
+    int64_t imgs_per_sample;
+    int act;   // VCK_ACT_*
+} vck_prenorm;
+/// vck_conv2d_nhwc with options: `norm` (may be NULL) normalises the input on the fly and
+/// `upsample2x` convolves the nearest-neighbour x2 upsampled input (x stays [nimg, h, w, cin];
+/// the output is then [nimg, oh, ow, cout] for the 2h x 2w input).
+void vck_conv2d_nhwc_ex(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t cin,
+                        const vck_weight *wt, const float *bias, int64_t kh, int64_t kw,
+                        int64_t stride, int64_t pad, int upsample2x, const vck_prenorm *norm, float *y);
+/// vck_conv_temporal with an on-the-fly GroupNorm of the input (sample = sequence / imgs_per_sample).
+void vck_conv_temporal_ex(const float *x, int64_t nseq, int64_t t, int64_t hw, int64_t cin,
+                          const vck_weight *wt, const float *bias, int64_t kt, const vck_prenorm *norm, float *y);
+
 // ---------------------------------------------------------------------------------------------
 // Normalisation and activations (f32, in place allowed where x == y)
 // ---------------------------------------------------------------------------------------------
@@ -216,6 +236,18 @@ enum { VCK_ACT_NONE = 0, VCK_ACT_SILU = 1, VCK_ACT_GELU = 2 };
 /// activation applied after the affine transform.
 void vck_group_norm(const float *x, float *y, int64_t nsamples, int64_t rows, int64_t c,
                     int64_t groups, const float *gamma, const float *beta, float eps, int act);
+/// The reference twin of vck_group_norm: one sample and one group at a time, libm activations.
+void vck_group_norm_ref(const float *x, float *y, int64_t nsamples, int64_t rows, int64_t c,
+                        int64_t groups, const float *gamma, const float *beta, float eps, int act);
+/// GroupNorm statistics folded with the affine parameters: for sample s and channel j,
+/// normalised = x * scale[s*c + j] + shift[s*c + j] (scale, shift: [nsamples, c]). Parallel over
+/// samples and row blocks; the double partial sums are reduced in a fixed order (results do not
+/// depend on the thread count). vck_group_norm = stats + apply.
+void vck_group_norm_stats(const float *x, int64_t nsamples, int64_t rows, int64_t c, int64_t groups,
+                          const float *gamma, const float *beta, float eps, float *scale, float *shift);
+/// y = act(x * scale[s] + shift[s]) over x: [nsamples, rows, c] (in place allowed).
+void vck_group_norm_apply(const float *x, float *y, int64_t nsamples, int64_t rows, int64_t c,
+                          const float *scale, const float *shift, int act);
 /// LayerNorm over the last dimension of x: [rows, c].
 void vck_layer_norm(const float *x, float *y, int64_t rows, int64_t c, const float *gamma,
                     const float *beta, float eps);
@@ -227,8 +259,13 @@ void vck_silu_ref(const float *x, float *y, size_t n);
 /// Exact GELU: 0.5 x (1 + erf(x / sqrt 2)).
 void vck_gelu(const float *x, float *y, size_t n);
 void vck_gelu_ref(const float *x, float *y, size_t n);
+/// SIMD SiLU / exact-GELU approximations (relative error about 2e-7; GELU without the 1 + erf
+/// cancellation for negative x), the activations used inside the fused kernels.
+void vck_silu_fast(const float *x, float *y, size_t n);
+void vck_gelu_fast(const float *x, float *y, size_t n);
 /// GEGLU: x: [rows, 2f] -> y: [rows, f], y = x[:, :f] * gelu(x[:, f:]).
 void vck_geglu(const float *x, float *y, int64_t rows, int64_t f);
+void vck_geglu_ref(const float *x, float *y, int64_t rows, int64_t f);
 
 /// y[i] = a[i] + b[i]
 void vck_add(const float *a, const float *b, float *y, size_t n);
@@ -272,6 +309,14 @@ void vck_upsample_nearest2x(const float *x, int64_t nimg, int64_t h, int64_t w, 
 void vck_concat_channels(const float *a, int64_t ca, const float *b, int64_t cb, int64_t rows, float *y);
 /// Transpose a [rows, cols] matrix to [cols, rows] (NCHW <-> NHWC per image).
 void vck_transpose(const float *x, int64_t rows, int64_t cols, float *y);
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic data (benchmarks)
+// ---------------------------------------------------------------------------------------------
+/// x[i] = uniform in [lo, hi) from a counter-based hash of (seed, i): the same values for any
+/// thread count (24 random bits per value).
+void vck_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
+void vck_fill_uniform_ref(float *x, size_t n, uint64_t seed, float lo, float hi);
 
 // ---------------------------------------------------------------------------------------------
 // Checksums
