@@ -19,6 +19,8 @@ let package = Package(
         .executable(name: "vcconv", targets: ["vcconv"]),
         .executable(name: "vcrun", targets: ["vcrun"]),
         .library(name: "VideoCrafter", targets: ["VideoCrafter"]),
+        // For the fuzz targets of the separate package Fuzz/ (docs/fuzzing.md).
+        .library(name: "VCFuzzHarness", targets: ["VCFuzzHarness"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -64,6 +66,9 @@ let package = Package(
         // (scripts/dev/README.md).
         .executableTarget(name: "vcformats-scan", dependencies: ["VCFormats", "VCTensor"], path: "Sources/vcformats-scan"),
 
+        // The per-input code of the fuzz targets (Fuzz/), also replayed by FuzzCorpusTests.
+        .target(name: "VCFuzzHarness", dependencies: ["VCFormats", "VCTensor"]),
+
         // Tests (Swift Testing only; scripts/test runs `swift test --disable-xctest`).
         .target(name: "VCTestSupport", dependencies: ["VCTensor", "VCFormats"], path: "Tests/Support"),
         .testTarget(name: "CVCKernelsTests", dependencies: ["CVCKernels", "VCTestSupport"]),
@@ -73,6 +78,7 @@ let package = Package(
         .testTarget(name: "VCSamplingTests", dependencies: ["VCSampling", "VCTestSupport"]),
         .testTarget(name: "VCVideoTests", dependencies: ["VCVideo", "VCTestSupport"]),
         .testTarget(name: "VideoCrafterTests", dependencies: ["VideoCrafter", "VCTestSupport"]),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["VCFuzzHarness", "VCTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,125 @@
+import VCFormats
+import VCTensor
+
+/// What one input did to a reader.
+public enum FuzzOutcome: Equatable, Sendable {
+    /// Parsed; every tensor was read.
+    case accepted
+    /// Rejected with the reader's typed error (the expected result for most mutated inputs).
+    case rejected(String)
+    /// Anything else: an error of the wrong type, or an inconsistency between what the reader
+    /// accepted and what it then produced. The fuzz targets abort on this; the corpus tests fail.
+    case unexpected(String)
+
+    public var isUnexpected: Bool { if case .unexpected = self { return true }; return false }
+}
+
+/// The code each fuzz target (Fuzz/Targets/<name>) runs on one input, kept here, in the normal
+/// build, so that the corpus tests (Tests/FuzzCorpusTests) replay the seed corpus and every
+/// regression input through exactly the same path. The targets only turn libFuzzer's buffer into
+/// `[UInt8]`. See docs/fuzzing.md.
+public enum FuzzHarness {
+    /// Target name -> entry point. The names are the `fuzz-<name>` products of Fuzz/Package.swift
+    /// and the folders of Fuzz/corpus and Fuzz/regressions.
+    public static let targets: [String: @Sendable ([UInt8]) -> FuzzOutcome] = [
+        "safetensors": safetensors,
+        "zip": zip,
+        "pickle": pickle,
+    ]
+
+    /// Classifies a thrown error: the readers' typed errors are expected, anything else is not.
+    static func classify(_ error: any Error) -> FuzzOutcome {
+        if let e = error as? FormatError { return .rejected(e.description) }
+        return .unexpected("\(type(of: error)): \(error)")
+    }
+
+    // MARK: safetensors
+
+    /// Opens the bytes as a .safetensors file and reads every tensor (as a runtime tensor where
+    /// the dtype allows, as raw bytes always, as doubles for F32/F64).
+    public static func safetensors(_ data: [UInt8]) -> FuzzOutcome {
+        do {
+            let f = try SafetensorsFile(file: MappedFile(bytes: data, path: "fuzz.safetensors"))
+            for e in f.entries {
+                guard let raw = try f.rawStorage(named: e.name) else { return .unexpected("entry '\(e.name)' has no storage") }
+                guard raw.byteCount == e.byteCount else { return .unexpected("entry '\(e.name)': \(raw.byteCount) bytes, expected \(e.byteCount)") }
+                if e.dtype.runtime != nil {
+                    guard let t = try f.tensor(named: e.name) else { return .unexpected("entry '\(e.name)' has no tensor") }
+                    guard t.shape == e.shape, t.byteCount == e.byteCount else {
+                        return .unexpected("tensor '\(e.name)': \(t.shape) / \(t.byteCount) bytes, header says \(e.shape) / \(e.byteCount)")
+                    }
+                } else {
+                    do { _ = try f.tensor(named: e.name); return .unexpected("tensor '\(e.name)' of \(e.dtypeName) was read") }
+                    catch let err as FormatError { if case .unsupported = err {} else { return .unexpected("\(err)") } }
+                }
+                if e.dtype == .f32 || e.dtype == .f64, let d = try f.doubles(named: e.name) {
+                    guard d.count * e.dtype.bits == e.byteCount * 8 else { return .unexpected("doubles of '\(e.name)': \(d.count) values") }
+                }
+            }
+            guard f.tensorNames.count == f.entries.count else { return .unexpected("names and entries differ") }
+            return .accepted
+        } catch { return classify(error) }
+    }
+
+    // MARK: zip + torch checkpoint
+
+    /// Opens the bytes as a PyTorch zip checkpoint (zip reader, CRC-checked data.pkl, unpickler,
+    /// tensor interpretation) and reads every tensor; if the checkpoint layer rejects it, still
+    /// opens the bytes as a plain zip archive and CRC-checks every stored entry.
+    public static func zip(_ data: [UInt8]) -> FuzzOutcome {
+        let file = MappedFile(bytes: data, path: "fuzz.ckpt")
+        let checkpoint = readCheckpoint(file)
+        if checkpoint.isUnexpected { return checkpoint }
+        do {
+            let a = try ZipArchive(file: file)
+            for e in a.entries {
+                guard e.isStored else { continue }
+                let r = try a.storedRange(e)
+                guard r.lowerBound >= 0, r.upperBound <= data.count else { return .unexpected("entry '\(e.name)': range \(r) outside \(data.count) bytes") }
+                _ = try a.verifyCRC(e)
+                if e.size <= 1 << 16 { _ = try? a.bytes(e) }
+            }
+        } catch {
+            let z = classify(error)
+            if z.isUnexpected { return z }
+        }
+        return checkpoint
+    }
+
+    /// Runs the bytes as the data.pkl of an otherwise valid checkpoint: a stored zip with
+    /// `archive/data.pkl` = the input and storages `archive/data/0` ... `archive/data/3` of
+    /// 16, 64, 256 and 0 bytes, so that the unpickler and the tensor interpretation are reached
+    /// for every input (a mutated data.pkl inside a real zip would almost always fail its CRC).
+    public static func pickle(_ data: [UInt8]) -> FuzzOutcome {
+        var z = ZipBuilder()
+        z.add("archive/data.pkl", data)
+        z.add("archive/byteorder", Array("little".utf8))
+        for (i, n) in [16, 64, 256, 0].enumerated() {
+            z.add("archive/data/\(i)", (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ i) })
+        }
+        return readCheckpoint(MappedFile(bytes: z.finish(), path: "fuzz-pickle.ckpt"))
+    }
+
+    static func readCheckpoint(_ file: MappedFile) -> FuzzOutcome {
+        do {
+            let c = try TorchCheckpoint(file: file)
+            for e in c.entries {
+                guard e.fileOffset >= 0, e.byteCount >= 0, e.fileOffset <= file.size, e.byteCount <= file.size - e.fileOffset else {
+                    return .unexpected("tensor '\(e.name)': bytes [\(e.fileOffset), +\(e.byteCount)) outside the \(file.size)-byte file")
+                }
+                guard let raw = try c.rawStorage(named: e.name), raw.byteCount == e.byteCount else {
+                    return .unexpected("tensor '\(e.name)': raw storage missing or of the wrong size")
+                }
+                if e.dtype.runtime != nil {
+                    guard let t = try c.tensor(named: e.name), t.shape == e.shape, t.byteCount == e.byteCount else {
+                        return .unexpected("tensor '\(e.name)': read back with another shape or size")
+                    }
+                } else {
+                    do { _ = try c.tensor(named: e.name); return .unexpected("tensor '\(e.name)' of \(e.dtype.rawValue) was read") }
+                    catch let err as FormatError { if case .unsupported = err {} else { return .unexpected("\(err)") } }
+                }
+            }
+            return .accepted
+        } catch { return classify(error) }
+    }
+}
