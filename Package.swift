@@ -42,6 +42,8 @@ let package = Package(
         // The .vcm manifest: protobuf-c code generated from formats/vcm.proto (scripts/gen-proto).
         .target(name: "CVCManifest", dependencies: ["CProtobufC"],
                 cSettings: [.unsafeFlags(["-O2", "-Wall"])]),
+        // Removal of registered temporary outputs on SIGINT/SIGTERM/SIGHUP (async-signal-safe).
+        .target(name: "CVCInterrupts", cSettings: [.unsafeFlags(["-O2", "-Wall"])]),
         // Narrow C wrappers over libavformat/libavcodec/libswscale and libpng.
         .target(name: "CVCMedia", dependencies: ["CFFmpeg", "CPNG"],
                 cSettings: [.unsafeFlags(["-O2", "-Wall"])],
@@ -49,11 +51,11 @@ let package = Package(
                                  .linkedLibrary("swscale"), .linkedLibrary("png16"), .linkedLibrary("m")]),
 
         // Swift libraries.
-        .target(name: "VCTensor", dependencies: ["CVCKernels", "CZstd"]),
+        .target(name: "VCTensor", dependencies: ["CVCKernels", "CZstd", "CVCInterrupts"]),
         .target(name: "VCFormats", dependencies: ["VCTensor", "CVCManifest"]),
         .target(name: "VCModels", dependencies: ["VCTensor", .product(name: "Yams", package: "Yams")], resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.zst")]),
         .target(name: "VCSampling", dependencies: ["VCTensor"]),
-        .target(name: "VCVideo", dependencies: ["CVCMedia"]),
+        .target(name: "VCVideo", dependencies: ["CVCMedia", "CVCInterrupts"]),
         .target(name: "VideoCrafter", dependencies: ["VCTensor", "VCFormats", "VCModels", "VCSampling", "VCVideo"]),
 
         // Thin executables.
@@ -65,6 +67,11 @@ let package = Package(
         // DEV ONLY, not a product: reads every tensor of a weights file to measure the readers
         // (scripts/dev/README.md).
         .executableTarget(name: "vcformats-scan", dependencies: ["VCFormats", "VCTensor"], path: "Sources/vcformats-scan"),
+
+        // DEV ONLY, not a product: writes a large file slowly, for the interrupt test
+        // (Tests/VCTensorTests/InterruptTests.swift).
+        .executableTarget(name: "vc-interrupt-probe", dependencies: ["VCFormats", "VCTensor", "VCVideo"],
+                          path: "Sources/vc-interrupt-probe"),
 
         // The per-input code of the fuzz targets (Fuzz/), also replayed by FuzzCorpusTests.
         .target(name: "VCFuzzHarness", dependencies: ["VCFormats", "VCTensor"]),

@@ -1,16 +1,19 @@
 import Foundation
+import VCTensor
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A file written the safe way (docs/architecture.md): to a temporary file in the destination
 /// folder, fsynced, then renamed over the destination. If it is not committed, the temporary
-/// file is removed.
+/// file is removed. The temporary file is registered with `Interrupts`, so an interrupted CLI
+/// (SIGINT/SIGTERM) removes it too.
 final class OutputFile {
     let path: String
     let tempPath: String
     private var handle: FileHandle?
     private(set) var bytesWritten = 0
+    private var token: Interrupts.Token?
 
     init(path: String) throws {
         self.path = path
@@ -18,14 +21,13 @@ final class OutputFile {
         let dir = url.deletingLastPathComponent().path
         let name = url.lastPathComponent
         self.tempPath = dir + "/." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        guard FileManager.default.createFile(atPath: tempPath, contents: nil) else {
+        // O_EXCL: never write into a file that someone else created under our temporary name.
+        let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
             throw FormatError.io(path: path, "cannot create the temporary file \(tempPath): \(String(cString: strerror(errno)))")
         }
-        guard let h = FileHandle(forWritingAtPath: tempPath) else {
-            try? FileManager.default.removeItem(atPath: tempPath)
-            throw FormatError.io(path: path, "cannot open the temporary file \(tempPath)")
-        }
-        self.handle = h
+        self.token = Interrupts.register(tempPath)
+        self.handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
 
     func write(_ bytes: [UInt8]) throws {
@@ -45,14 +47,17 @@ final class OutputFile {
         } catch {
             self.handle = nil
             try? FileManager.default.removeItem(atPath: tempPath)
+            unregister()
             throw FormatError.io(path: path, "fsync/close failed: \(error.localizedDescription)")
         }
         self.handle = nil
         guard rename(tempPath, path) == 0 else {
             let m = String(cString: strerror(errno))
             try? FileManager.default.removeItem(atPath: tempPath)
+            unregister()
             throw FormatError.io(path: path, "cannot rename \(tempPath) to it: \(m)")
         }
+        unregister()
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         if let d = FileHandle(forReadingAtPath: dir) {
             try? d.synchronize()
@@ -66,7 +71,13 @@ final class OutputFile {
             try? handle.close()
             self.handle = nil
             try? FileManager.default.removeItem(atPath: tempPath)
+            unregister()
         }
+    }
+
+    private func unregister() {
+        if let token { Interrupts.unregister(token) }
+        token = nil
     }
 
     deinit { discard() }
