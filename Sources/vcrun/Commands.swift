@@ -3,5 +3,6 @@ import ArgumentParser
 /// The subcommands of vcrun (each in its own file).
 enum CLICommands {
     static let vcrun: [any ParsableCommand.Type] = [
+        TokenizeCommand.self,
     ]
 }
