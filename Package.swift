@@ -74,7 +74,7 @@ let package = Package(
                           path: "Sources/vc-interrupt-probe"),
 
         // The per-input code of the fuzz targets (Fuzz/), also replayed by FuzzCorpusTests.
-        .target(name: "VCFuzzHarness", dependencies: ["VCFormats", "VCTensor"]),
+        .target(name: "VCFuzzHarness", dependencies: ["VCFormats", "VCTensor", "VCModels"]),
 
         // Tests (Swift Testing only; scripts/test runs `swift test --disable-xctest`).
         .target(name: "VCTestSupport", dependencies: ["VCTensor", "VCFormats"], path: "Tests/Support"),

@@ -9,7 +9,7 @@
 // crashes on libFuzzer's objects.
 import PackageDescription
 
-let names = ["safetensors", "zip", "pickle"]
+let names = ["safetensors", "zip", "pickle", "tokenizer"]
 
 let package = Package(
     name: "swift-videocrafter-fuzz",

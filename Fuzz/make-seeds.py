@@ -210,3 +210,12 @@ dictionary("pickle", pickle_tokens)
 dictionary("zip", ["PK\x03\x04", "PK\x01\x02", "PK\x05\x06", "PK\x06\x06", "PK\x06\x07", "\xff\xff\xff\xff",
                    "\x01\x00", "archive/data.pkl", "archive/data/0", "archive/byteorder", "little", "big"] +
            pickle_tokens[:4])
+
+# --- tokenizer: prompts from the open_clip reference cases (fixtures/tokenizer) -------------------
+with open(os.path.join(ROOT, "..", "fixtures", "tokenizer", "open_clip_cases.json"), encoding="utf-8") as f:
+    cases = [c["text"] for c in json.load(f)["cases"] if 0 < len(c["text"].encode()) <= 600]
+step = max(1, len(cases) // 24)
+for i, text in enumerate(cases[::step][:24]):
+    put("tokenizer", "case-%02d" % i, text.encode("utf-8"))
+put("tokenizer", "long-prompt", ("a photo of an astronaut riding a horse on mars, 4k, highly detailed, " * 8).encode())
+put("tokenizer", "specials", "<start_of_text>hello<end_of_text> &amp; &#x1F600; \u00c3\u00a9t\u00c3\u00a9".encode())

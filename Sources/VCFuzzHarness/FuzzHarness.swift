@@ -1,4 +1,5 @@
 import VCFormats
+import VCModels
 import VCTensor
 
 /// What one input did to a reader.
@@ -25,7 +26,11 @@ public enum FuzzHarness {
         "safetensors": safetensors,
         "zip": zip,
         "pickle": pickle,
+        "tokenizer": tokenizer,
     ]
+
+    /// Targets for which every input is valid (there is nothing to reject: any text is a prompt).
+    public static let acceptsEverything: Set<String> = ["tokenizer"]
 
     /// Classifies a thrown error: the readers' typed errors are expected, anything else is not.
     static func classify(_ error: any Error) -> FuzzOutcome {
@@ -121,5 +126,43 @@ public enum FuzzHarness {
             }
             return .accepted
         } catch { return classify(error) }
+    }
+}
+
+// MARK: tokenizer
+
+extension FuzzHarness {
+    /// The bundled CLIP tokenizer (built once: ~49k vocabulary entries).
+    static let clip: CLIPTokenizer? = try? CLIPTokenizer.bundled()
+
+    /// Tokenizes the bytes as a prompt (UTF-8, invalid sequences as U+FFFD, as a command line
+    /// would arrive) and checks the framing open_clip guarantees: `contextLength` ids, SOT first,
+    /// EOT present, every id in the vocabulary, `tokenize` = SOT + `encode` + EOT cut and padded,
+    /// and decoding every id works.
+    public static func tokenizer(_ data: [UInt8]) -> FuzzOutcome {
+        guard let tok = clip else { return .unexpected("the bundled tokenizer cannot be built") }
+        let text = String(decoding: data, as: UTF8.self)
+        let ids = tok.tokenize(text)
+        guard ids.count == tok.contextLength else { return .unexpected("\(ids.count) ids, not \(tok.contextLength)") }
+        guard ids.first == tok.startOfText, ids.contains(tok.endOfText) else { return .unexpected("no SOT/EOT framing: \(ids)") }
+        guard ids.allSatisfy({ $0 >= 0 && Int($0) < tok.vocabularySize }) else { return .unexpected("id outside the vocabulary: \(ids)") }
+        let body = tok.encode(text)
+        guard body.allSatisfy({ $0 >= 0 && Int($0) < tok.vocabularySize }) else {
+            return .unexpected("encode produced an id outside the vocabulary: \(body)")
+        }
+        // Special tokens come only from their spelled-out names in the text.
+        guard text.contains("<") || !body.contains(where: { $0 == tok.startOfText || $0 == tok.endOfText }) else {
+            return .unexpected("encode produced a special token from text without one: \(body)")
+        }
+        var expected = [tok.startOfText] + body + [tok.endOfText]
+        if expected.count > tok.contextLength {
+            expected.removeSubrange(tok.contextLength...)
+            expected[tok.contextLength - 1] = tok.endOfText
+        }
+        expected += [Int32](repeating: 0, count: tok.contextLength - expected.count)
+        guard ids == expected else { return .unexpected("tokenize \(ids) differs from SOT + encode + EOT \(expected)") }
+        _ = tok.decode(body)
+        _ = tok.words(text)
+        return .accepted
     }
 }
