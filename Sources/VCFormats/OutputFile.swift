@@ -13,7 +13,6 @@ final class OutputFile {
     let tempPath: String
     private var handle: FileHandle?
     private(set) var bytesWritten = 0
-    private var token: Interrupts.Token?
 
     init(path: String) throws {
         self.path = path
@@ -26,8 +25,8 @@ final class OutputFile {
         guard fd >= 0 else {
             throw FormatError.io(path: path, "cannot create the temporary file \(tempPath): \(String(cString: strerror(errno)))")
         }
-        self.token = Interrupts.register(tempPath)
         self.handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        PendingOutputs.shared.register(tempPath) // removed on SIGINT/SIGTERM (Interrupts)
     }
 
     func write(_ bytes: [UInt8]) throws {
@@ -46,18 +45,16 @@ final class OutputFile {
             try handle.close()
         } catch {
             self.handle = nil
-            try? FileManager.default.removeItem(atPath: tempPath)
-            unregister()
+            PendingOutputs.shared.finish(tempPath) { try? FileManager.default.removeItem(atPath: tempPath) }
             throw FormatError.io(path: path, "fsync/close failed: \(error.localizedDescription)")
         }
         self.handle = nil
-        guard rename(tempPath, path) == 0 else {
+        let renamed: Int32 = PendingOutputs.shared.finish(tempPath) { rename(tempPath, path) }
+        guard renamed == 0 else {
             let m = String(cString: strerror(errno))
             try? FileManager.default.removeItem(atPath: tempPath)
-            unregister()
             throw FormatError.io(path: path, "cannot rename \(tempPath) to it: \(m)")
         }
-        unregister()
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         if let d = FileHandle(forReadingAtPath: dir) {
             try? d.synchronize()
@@ -70,14 +67,8 @@ final class OutputFile {
         if let handle {
             try? handle.close()
             self.handle = nil
-            try? FileManager.default.removeItem(atPath: tempPath)
-            unregister()
+            PendingOutputs.shared.finish(tempPath) { try? FileManager.default.removeItem(atPath: tempPath) }
         }
-    }
-
-    private func unregister() {
-        if let token { Interrupts.unregister(token) }
-        token = nil
     }
 
     deinit { discard() }

@@ -78,6 +78,8 @@ public struct TextEncoderConfig: Codable, Sendable, Equatable {
     public var layers = 24
     /// "penultimate" (VideoCrafter, SD 2.x) runs layers-1 blocks; "last" runs all.
     public var layer = "penultimate"
+    /// open_clip `embed_dim`: columns of `text_projection` (a tensor inference does not use).
+    public var embedDim = 1024
 
     public init() {}
 
