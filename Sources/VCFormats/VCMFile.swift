@@ -60,10 +60,20 @@ public final class VCMFile: MappedTensorSource, @unchecked Sendable {
     private let lock = NSLock()
     private var verified = Set<String>()
 
-    public init(path: String, verify: Bool = true) throws {
+    public convenience init(path: String, verify: Bool = true) throws {
+        let file: MappedFile
+        do { file = try MappedFile(path: path) } catch let e as TensorError {
+            if case .io(_, let m) = e { throw FormatError.io(path: path, m) }
+            throw FormatError.io(path: path, e.description)
+        }
+        try self.init(file: file, verify: verify)
+    }
+
+    /// Parses a file already mapped (or held in memory: `MappedFile(bytes:path:)`).
+    public init(file: MappedFile, verify: Bool = true) throws {
+        let path = file.path
         self.path = path
         self.verify = verify
-        let file = try MappedFile(path: path)
         self.file = file
         let header = try VCMFile.readHeader(file, path: path)
         self.header = header

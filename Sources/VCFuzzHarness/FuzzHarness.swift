@@ -27,6 +27,7 @@ public enum FuzzHarness {
         "zip": zip,
         "pickle": pickle,
         "tokenizer": tokenizer,
+        "vcm": vcm,
     ]
 
     /// Targets for which every input is valid (there is nothing to reject: any text is a prompt).
@@ -138,7 +139,7 @@ extension FuzzHarness {
     /// Tokenizes the bytes as a prompt (UTF-8, invalid sequences as U+FFFD, as a command line
     /// would arrive) and checks the framing open_clip guarantees: `contextLength` ids, SOT first,
     /// EOT present, every id in the vocabulary, `tokenize` = SOT + `encode` + EOT cut and padded,
-    /// and decoding every id works.
+    /// and decoding the ids works.
     public static func tokenizer(_ data: [UInt8]) -> FuzzOutcome {
         guard let tok = clip else { return .unexpected("the bundled tokenizer cannot be built") }
         let text = String(decoding: data, as: UTF8.self)
@@ -162,7 +163,62 @@ extension FuzzHarness {
         expected += [Int32](repeating: 0, count: tok.contextLength - expected.count)
         guard ids == expected else { return .unexpected("tokenize \(ids) differs from SOT + encode + EOT \(expected)") }
         _ = tok.decode(body)
-        _ = tok.words(text)
         return .accepted
+    }
+}
+
+// MARK: .vcm
+
+extension FuzzHarness {
+    /// Opens the bytes as a .vcm file after recomputing the header's and the manifest's CRC-32C
+    /// (so that mutations reach the manifest decoder and the validation instead of failing a
+    /// checksum), then: with `verify`, reads every tensor (a tensor checksum mismatch is a clean
+    /// rejection), `verifyAll()` and the vocabulary; without `verify`, reads every tensor and
+    /// checks its shape, dtype and size against the record.
+    public static func vcm(_ input: [UInt8]) -> FuzzOutcome {
+        let data = fixingVCMChecksums(input)
+        let verified = readVCM(data, verify: true)
+        if verified.isUnexpected { return verified }
+        let unverified = readVCM(data, verify: false)
+        if unverified.isUnexpected { return unverified }
+        for o in [verified, unverified] { if case .rejected = o { return o } }
+        return .accepted
+    }
+
+    /// `input` with the manifest CRC-32C (bytes 48..<52) and the header CRC-32C (60..<64)
+    /// recomputed, where the header's manifest range lies inside the input (formats/vcm.md).
+    public static func fixingVCMChecksums(_ input: [UInt8]) -> [UInt8] {
+        guard input.count >= VCMFormat.headerSize else { return input }
+        var b = input
+        func le(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[o + $1]) << (8 * UInt64($1)) } }
+        func put(_ v: UInt32, at o: Int) { for i in 0..<4 { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) } }
+        let mo = le(32), ms = le(40)
+        if mo <= UInt64(b.count), ms <= UInt64(b.count) - mo {
+            put(CRC32C.checksum(Array(b[Int(mo)..<Int(mo + ms)])), at: 48)
+        }
+        put(CRC32C.checksum(Array(b[0..<60])), at: 60)
+        return b
+    }
+
+    static func readVCM(_ data: [UInt8], verify: Bool) -> FuzzOutcome {
+        do {
+            let f = try VCMFile(file: MappedFile(bytes: data, path: "fuzz.vcm"), verify: verify)
+            var rejected: FormatError? = nil
+            for r in f.manifest.tensors {
+                do {
+                    guard let t = try f.tensor(named: r.name) else { return .unexpected("record '\(r.name)' has no tensor") }
+                    guard t.shape == r.shape, t.dtype == r.dtype, t.byteCount == r.size else {
+                        return .unexpected("tensor '\(r.name)': \(t.dtype) \(t.shape) \(t.byteCount) bytes, record says \(r.dtype) \(r.shape) \(r.size)")
+                    }
+                } catch let e as FormatError {
+                    rejected = rejected ?? e
+                }
+            }
+            if verify {
+                do { try f.verifyAll() } catch let e as FormatError { rejected = rejected ?? e }
+                do { _ = try f.vocabulary() } catch let e as FormatError { if case .model = e {} else { rejected = rejected ?? e } }
+            }
+            return rejected.map { .rejected($0.description) } ?? .accepted
+        } catch { return classify(error) }
     }
 }

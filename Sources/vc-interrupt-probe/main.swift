@@ -2,7 +2,7 @@
 // (Tests/VCTensorTests/InterruptTests.swift) can signal it mid-write and check that no partial
 // file is left. Prints "writing <temporary files>" once the temporary output exists.
 //
-//     vc-interrupt-probe safetensors|png|gif OUTPUT [--no-install]
+//     vc-interrupt-probe safetensors|vcm|png|gif OUTPUT [--no-install]
 //     vc-interrupt-probe registry FOLDER     registers FOLDER/.a.tmp, FOLDER/.frames.tmp/ (40
 //                                            files) and rel.tmp (relative, in FOLDER), and
 //                                            FOLDER/.b.tmp, which it unregisters; then waits
@@ -46,6 +46,19 @@ do {
             usleep(25_000)
         }
         try w.finish()
+    case "vcm":
+        // 400 tensors of 1 MiB through VCMWriter (AtomicOutput), one every 25 ms; with --fast no
+        // pauses (to make a file for measuring, e.g. vcformats-scan --vcm-verify-cost).
+        let fast = args.contains("--fast")
+        let n = Int(args.first(where: { $0.hasPrefix("--tensors=") })?.dropFirst(10) ?? "") ?? 400
+        let base = try Tensor(shape: [512, 512], floats: (0..<(512 * 512)).map { Float($0 % 1000) / 1000 })
+        let w = try VCMWriter(path: out, overwrite: true)
+        for i in 0..<n {
+            try w.add("t\(i)", base)
+            if i == 1 { say("writing \(temporaries(near: out).joined(separator: " "))") }
+            if !fast { usleep(25_000) }
+        }
+        try w.finish(VCMManifest())
     case "png", "gif":
         let w = try VideoWriter(path: out, width: 64, height: 64)
         let frame = try Frame(width: 64, height: 64, rgb: [UInt8](repeating: 128, count: 64 * 64 * 3))

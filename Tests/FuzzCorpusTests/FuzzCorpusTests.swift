@@ -58,6 +58,14 @@ import VCFuzzHarness
         }
     }
 
+    /// Regenerates Fuzz/corpus/vcm (only when VC_WRITE_FUZZ_SEEDS is set; the seeds are committed).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["VC_WRITE_FUZZ_SEEDS"] != nil))
+    func writeVCMSeeds() throws {
+        let dir = Self.fuzzRoot.appendingPathComponent("corpus/vcm")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try VCMSeeds.write(to: dir.path)
+    }
+
     @Test func emptyInputIsRejectedByEveryFormatTarget() {
         for (name, run) in FuzzHarness.targets where !FuzzHarness.acceptsEverything.contains(name) {
             guard case .rejected = run([]) else { Issue.record("\(name): empty input gave \(run([]))"); continue }

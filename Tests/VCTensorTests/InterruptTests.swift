@@ -69,6 +69,7 @@ import Glibc
     }
 
     @Test(arguments: [("safetensors", "model.safetensors", SIGTERM), ("safetensors", "model.safetensors", SIGINT),
+                      ("vcm", "model.vcm", SIGTERM),
                       ("png", "frames", SIGTERM), ("gif", "clip.gif", SIGINT)])
     func signalledWriterLeavesNothing(_ kind: String, _ output: String, _ signal: Int32) throws {
         let r = try Self.interrupt(kind, output: output, signal: signal)
