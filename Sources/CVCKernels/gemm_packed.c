@@ -233,7 +233,7 @@ int vck_get_gemm_precision(void) {
     int p = atomic_load(&g_precision);
     if (p < 0) {
         const char *env = getenv("VCK_GEMM_PRECISION");
-        int want = env && strcmp(env, "exact") == 0 ? VCK_GEMM_EXACT : VCK_GEMM_FAST;
+        int want = env && strcmp(env, "fast") == 0 ? VCK_GEMM_FAST : VCK_GEMM_EXACT;
         int expected = -1;
         atomic_compare_exchange_strong(&g_precision, &expected, want);
         p = atomic_load(&g_precision);

@@ -22,7 +22,7 @@ public enum Ops {
         case exact
     }
 
-    /// Process-wide; the environment variable VCK_GEMM_PRECISION=exact selects `.exact` until set.
+    /// Process-wide; `.exact` by default (VCK_GEMM_PRECISION=fast selects `.fast` until set).
     public static var gemmPrecision: GEMMPrecision {
         get { vck_get_gemm_precision() == Int32(VCK_GEMM_EXACT) ? .exact : .fast }
         set { vck_set_gemm_precision(newValue == .exact ? Int32(VCK_GEMM_EXACT) : Int32(VCK_GEMM_FAST)) }

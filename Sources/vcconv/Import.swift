@@ -52,6 +52,15 @@ struct Import: ParsableCommand {
     @Flag(name: .customLong("no-hash"), help: "Do not record the SHA-256 of the source (saves one read of it).")
     var noHash = false
 
+    @Option(name: .customLong("lora"), help: "Merge a LoRA while importing: FILE[:MULTIPLIER] (repeatable; see merge-lora).")
+    var loras: [String] = []
+
+    @Flag(name: .customLong("include-temporal"), help: "With --lora: also merge deltas aimed at VideoCrafter's temporal modules.")
+    var includeTemporal = false
+
+    @Flag(name: .customLong("allow-unmatched"), help: "With --lora: skip LoRA modules that match no tensor instead of failing.")
+    var allowUnmatched = false
+
     func run() throws {
         var o = ImportOptions(output: output)
         o.configPath = config
@@ -72,6 +81,11 @@ struct Import: ParsableCommand {
         o.keepUnused = keepUnused
         o.force = force
         o.hashSource = !noHash
+        o.loras = try loras.map { s in
+            do { return try LoRASpec(parsing: s) } catch { throw ValidationError("\(error)") }
+        }
+        o.lora.includeTemporal = includeTemporal
+        o.lora.allowUnmatched = allowUnmatched
 
         let size = (try? FileManager.default.attributesOfItem(atPath: source)[.size] as? Int) ?? 0
         let bar = ProgressBar(bigFileBytes: size)
@@ -83,6 +97,11 @@ struct Import: ParsableCommand {
         for w in report.warnings { printErr("warning: \(w)") }
         let types = report.dtypeCounts.keys.sorted().map { "\(report.dtypeCounts[$0] ?? 0) \($0)" }.joined(separator: ", ")
         print("wrote \(report.output): \(report.kind.rawValue), \(report.configSource), \(report.tensorsWritten) tensors (\(types)), \(humanBytes(report.fileBytes))")
+        if let lr = report.lora {
+            for f in lr.files {
+                print("merged \(f.name) (multiplier \(f.multiplier)): \(f.matched.count) modules, \(f.skippedTemporal.count) skipped (temporal), \(f.unmatched.count) unmatched")
+            }
+        }
         if !report.dropped.isEmpty {
             print("left out: " + report.dropped.keys.sorted().map { "\(report.dropped[$0] ?? 0) \($0)" }.joined(separator: ", "))
         }

@@ -21,6 +21,11 @@ public struct ImportOptions: Sendable {
     public var force = false
     /// Record the SHA-256 of the source (one extra read of the file).
     public var hashSource = true
+    /// LoRA files merged into the weights while importing (in f32, at the source precision,
+    /// before the type policy quantizes): `vcconv import --lora FILE[:M]`.
+    public var loras: [LoRASpec] = []
+    /// What the LoRA merge may do (temporal modules, unmatched modules).
+    public var lora = LoRAOptions()
 
     public init(output: String) { self.output = output }
 }
@@ -39,6 +44,8 @@ public struct ImportReport: Sendable {
     public var dtypeCounts: [String: Int]
     public var warnings: [String]
     public var sourceSHA256: String
+    /// The LoRA merge, when --lora was given.
+    public var lora: MergeLoRAReport? = nil
 }
 
 /// Everything wrong between a checkpoint and a configuration, listed by name in one error.
@@ -152,6 +159,15 @@ public final class ImportJob {
         try checkSchedule(config, headers: headers, sourceNameOf: canonicalToSource, source: source, into: &problems)
         guard problems.isEmpty else { throw problems }
 
+        // 3b. LoRA deltas (resolved and validated before anything is written).
+        var loraPlan: MergeLoRAPlan?
+        if !options.loras.isEmpty {
+            let view = RenamedTensorSource(base: source, names: canonicalToSource)
+            let p = try MergeLoRAJob(base: view, config: config, loras: options.loras, options: options.lora).plan()
+            if let e = p.errors.first { throw e }
+            loraPlan = p
+        }
+
         // 4. What to write, as what.
         let specs = ModelTensors.expected(for: config)
         let toWrite = specs.filter { headers[$0.name] != nil && ($0.isUsedByInference || options.keepUnused) }
@@ -176,7 +192,14 @@ public final class ImportJob {
             var done = 0
             var counts: [String: Int] = [:]
             for spec in toWrite {
-                guard let src = canonicalToSource[spec.name], let t = try source.tensor(named: src) else { continue }
+                guard let src = canonicalToSource[spec.name] else { continue }
+                let loaded: Tensor?
+                if let lp = loraPlan, lp.source.plan[spec.name] != nil {
+                    loaded = try lp.source.tensor(named: spec.name)   // merged in f32, stored type kept
+                } else {
+                    loaded = try source.tensor(named: src)
+                }
+                guard let t = loaded else { continue }
                 let target = policy.dtype(for: spec)
                 let stored: Tensor
                 do { stored = t.dtype == target ? t : try t.converted(to: target) } catch {
@@ -210,12 +233,14 @@ public final class ImportJob {
             p.converterVersion = VideoCrafterVersion.string
             p.createdUnix = Int64(Date().timeIntervalSince1970)
             p.options = recordedOptions(settled)
+            if let lp = loraPlan { p.options += MergeLoRAFiles.provenanceOptions(lp.report, includeTemporal: options.lora.includeTemporal) }
             m.provenance = p
             try writer.finish(m)
             let size = (try? FileManager.default.attributesOfItem(atPath: options.output)[.size] as? Int) ?? 0
             return ImportReport(output: options.output, kind: config.kind, configSource: settled.configSource,
                                 tensorsWritten: writer.tensors.count, fileBytes: size, dropped: dropped,
-                                dtypeCounts: counts, warnings: settled.loaded.warnings, sourceSHA256: sha)
+                                dtypeCounts: counts, warnings: settled.loaded.warnings + (loraPlan?.report.warnings ?? []),
+                                sourceSHA256: sha, lora: loraPlan?.report)
         } catch {
             writer.cancel()
             throw error

@@ -1,25 +1,26 @@
-// Progress display and interrupt handling shared by the vcconv subcommands.
+// Progress display and interrupt handling shared by the vcconv and vcrun subcommands. It lives in
+// the library (not in one executable) so both CLIs draw progress the same way; nothing here parses
+// arguments.
 import Dispatch
 import Foundation
 import VCFormats
-import VideoCrafter
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal and the job is big.
-final class ProgressBar {
+public final class ProgressBar {
     private let enabled: Bool
     private var lastDraw = 0.0
     private var lastPhase = ""
     private var drawn = false
     private let start = Date()
 
-    init(bigFileBytes: Int, threshold: Int = 64 << 20) {
+    public init(bigFileBytes: Int, threshold: Int = 64 << 20) {
         enabled = isatty(2) == 1 && bigFileBytes >= threshold
     }
 
-    func update(_ p: JobProgress) {
+    public func update(_ p: JobProgress) {
         guard enabled else { return }
         let now = Date().timeIntervalSince1970
         let finished = p.done >= p.total
@@ -37,7 +38,7 @@ final class ProgressBar {
         drawn = true
     }
 
-    func finish() {
+    public func finish() {
         guard enabled, drawn else { return }
         FileHandle.standardError.write(Data(String(format: "\r\u{1B}[Kdone in %.1f s\n", Date().timeIntervalSince(start)).utf8))
     }
@@ -46,10 +47,10 @@ final class ProgressBar {
 /// While alive, SIGINT / SIGTERM remove every temporary output file and exit (130 / 143), so an
 /// interrupted import or export leaves nothing behind. The handler runs on a dispatch queue, not
 /// in signal context.
-final class InterruptCleanup {
+public final class InterruptCleanup {
     private var sources: [DispatchSourceSignal] = []
 
-    init() {
+    public init() {
         for (sig, code) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
@@ -70,11 +71,11 @@ final class InterruptCleanup {
     }
 }
 
-func printErr(_ s: String) {
+public func printErr(_ s: String) {
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
 
-func humanBytes(_ n: Int) -> String {
+public func humanBytes(_ n: Int) -> String {
     let units = ["B", "KB", "MB", "GB", "TB"]
     var v = Double(n), i = 0
     while v >= 1000 && i < units.count - 1 { v /= 1000; i += 1 }
