@@ -9,7 +9,7 @@
 // crashes on libFuzzer's objects.
 import PackageDescription
 
-let names = ["safetensors", "zip", "pickle", "tokenizer", "vcm"]
+let names = ["safetensors", "zip", "pickle", "tokenizer", "vcm", "lora"]
 
 let package = Package(
     name: "swift-videocrafter-fuzz",

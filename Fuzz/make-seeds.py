@@ -219,3 +219,36 @@ for i, text in enumerate(cases[::step][:24]):
     put("tokenizer", "case-%02d" % i, text.encode("utf-8"))
 put("tokenizer", "long-prompt", ("a photo of an astronaut riding a horse on mars, 4k, highly detailed, " * 8).encode())
 put("tokenizer", "specials", "<start_of_text>hello<end_of_text> &amp; &#x1F600; \u00c3\u00a9t\u00c3\u00a9".encode())
+
+# --- LoRA: small subsets (whole modules) of the tiny model's LoRA fixtures -------------------------
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        b = f.read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    meta = h.pop("__metadata__", None)
+    return meta, {k: (v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items()}
+
+
+def module_of(key):
+    for suffix in (".alpha", ".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight", ".lora_mid.weight"):
+        if key.endswith(suffix):
+            return key[:-len(suffix)]
+    return key
+
+
+lora_dir = os.path.join(ROOT, "..", "fixtures", "vc2-tiny-a", "lora")
+for src, picks in (("kohya", [0, 1, 5]), ("peft", [0, 1])):
+    meta, tensors = read_safetensors(os.path.join(lora_dir, src + ".safetensors"))
+    modules = []
+    for k in tensors:
+        if module_of(k) not in modules:
+            modules.append(module_of(k))
+    small = [m for m in modules if sum(len(v[2]) for k, v in tensors.items() if module_of(k) == m) <= 1100]
+    for i in picks:
+        if i >= len(small):
+            continue
+        chosen = [(k, v[0], v[1], v[2]) for k, v in tensors.items() if module_of(k) == small[i]]
+        put("lora", "%s-%d" % (src, i), safetensors(chosen, meta))
+    chosen = [(k, v[0], v[1], v[2]) for k, v in tensors.items() if module_of(k) in small[:3]]
+    put("lora", "%s-three" % src, safetensors(chosen, meta))

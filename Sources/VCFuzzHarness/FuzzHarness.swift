@@ -1,3 +1,4 @@
+import Foundation
 import VCFormats
 import VCModels
 import VCTensor
@@ -28,6 +29,7 @@ public enum FuzzHarness {
         "pickle": pickle,
         "tokenizer": tokenizer,
         "vcm": vcm,
+        "lora": lora,
     ]
 
     /// Targets for which every input is valid (there is nothing to reject: any text is a prompt).
@@ -219,6 +221,59 @@ extension FuzzHarness {
                 do { _ = try f.vocabulary() } catch let e as FormatError { if case .model = e {} else { rejected = rejected ?? e } }
             }
             return rejected.map { .rejected($0.description) } ?? .accepted
+        } catch { return classify(error) }
+    }
+}
+
+// MARK: LoRA
+
+extension FuzzHarness {
+    /// The model LoRAs are resolved against: the tiny VC2 fixture (fixtures/vc2-tiny-a, found from
+    /// this source file's location, as the fuzz targets are built from the same checkout).
+    struct LoRABase: @unchecked Sendable {
+        let names: ModelTensorNames
+        let weights: SafetensorsFile
+    }
+
+    static let loraBase: LoRABase? = {
+        var root = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { root.deleteLastPathComponent() } // Sources/VCFuzzHarness/x.swift -> repo
+        let dir = root.appendingPathComponent("fixtures/vc2-tiny-a")
+        guard let yaml = try? String(contentsOf: dir.appendingPathComponent("config.yaml"), encoding: .utf8),
+              let text = try? String(contentsOf: dir.appendingPathComponent("open_clip_config.json"), encoding: .utf8),
+              let config = try? LVDMConfig.parse(yaml: yaml, textConfigJSON: text).config,
+              let names = try? ModelTensorNames(config: config),
+              let weights = try? SafetensorsFile(path: dir.appendingPathComponent("model.safetensors").path) else { return nil }
+        return LoRABase(names: names, weights: weights)
+    }()
+
+    /// Opens the bytes as a LoRA .safetensors file, resolves it against the tiny VC2 model
+    /// (kohya / PEFT / LyCORIS key parsing, metadata, factor checks), plans a merge at 0.8 with
+    /// temporal and unmatched modules allowed, and computes every merged tensor, which must keep
+    /// its base shape and stay finite.
+    public static func lora(_ data: [UInt8]) -> FuzzOutcome {
+        guard let b = loraBase else { return .unexpected("the tiny model fixture cannot be loaded") }
+        do {
+            let source = try SafetensorsFile(file: MappedFile(bytes: data, path: "fuzz-lora.safetensors"))
+            let file = try LoRAFile.load(source, metadata: source.metadata, name: "fuzz-lora.safetensors",
+                                         names: b.names, base: b.weights)
+            var options = LoRAOptions()
+            options.includeTemporal = true
+            options.allowUnmatched = true
+            let deltas = try file.check(options: options)
+            let merged = LoRAMergedSource(base: b.weights, plan: LoRAMergedSource.plan([(deltas, 0.8)]))
+            for name in merged.plan.keys.sorted() {
+                guard let before = try b.weights.tensor(named: name), let after = try merged.tensor(named: name) else {
+                    return .unexpected("merged tensor '\(name)' is missing")
+                }
+                guard after.shape == before.shape else { return .unexpected("merged '\(name)' has shape \(after.shape), base \(before.shape)") }
+                if after.dtype == .f32, let i = after.firstNonFinite() {
+                    return .unexpected("merged '\(name)' has a non-finite value at element \(i) (finite base and factors)")
+                }
+            }
+            return .accepted
+        } catch let e as LoRAError {
+            return .rejected(e.description)
         } catch { return classify(error) }
     }
 }
