@@ -140,8 +140,9 @@ extension FuzzHarness {
 
     /// Tokenizes the bytes as a prompt (UTF-8, invalid sequences as U+FFFD, as a command line
     /// would arrive) and checks the framing open_clip guarantees: `contextLength` ids, SOT first,
-    /// EOT present, every id in the vocabulary, `tokenize` = SOT + `encode` + EOT cut and padded,
-    /// and decoding the ids works.
+    /// EOT then zero padding, every id in the vocabulary, no special token unless the text spells
+    /// one, and decoding the ids works. (One tokenization per input: the text cleaning dominates
+    /// the cost, a few hundred inputs per second.)
     public static func tokenizer(_ data: [UInt8]) -> FuzzOutcome {
         guard let tok = clip else { return .unexpected("the bundled tokenizer cannot be built") }
         let text = String(decoding: data, as: UTF8.self)
@@ -149,21 +150,15 @@ extension FuzzHarness {
         guard ids.count == tok.contextLength else { return .unexpected("\(ids.count) ids, not \(tok.contextLength)") }
         guard ids.first == tok.startOfText, ids.contains(tok.endOfText) else { return .unexpected("no SOT/EOT framing: \(ids)") }
         guard ids.allSatisfy({ $0 >= 0 && Int($0) < tok.vocabularySize }) else { return .unexpected("id outside the vocabulary: \(ids)") }
-        let body = tok.encode(text)
-        guard body.allSatisfy({ $0 >= 0 && Int($0) < tok.vocabularySize }) else {
-            return .unexpected("encode produced an id outside the vocabulary: \(body)")
+        // The ids between SOT and the first EOT are `encode(text)` (cut to fit); the rest is padding.
+        guard let eot = ids.firstIndex(of: tok.endOfText), text.contains("<") || ids[(eot + 1)...].allSatisfy({ $0 == 0 }) else {
+            return .unexpected("no zero padding after EOT: \(ids)")
         }
+        let body = Array(ids[1..<eot])
         // Special tokens come only from their spelled-out names in the text.
         guard text.contains("<") || !body.contains(where: { $0 == tok.startOfText || $0 == tok.endOfText }) else {
-            return .unexpected("encode produced a special token from text without one: \(body)")
+            return .unexpected("a special token from text without one: \(ids)")
         }
-        var expected = [tok.startOfText] + body + [tok.endOfText]
-        if expected.count > tok.contextLength {
-            expected.removeSubrange(tok.contextLength...)
-            expected[tok.contextLength - 1] = tok.endOfText
-        }
-        expected += [Int32](repeating: 0, count: tok.contextLength - expected.count)
-        guard ids == expected else { return .unexpected("tokenize \(ids) differs from SOT + encode + EOT \(expected)") }
         _ = tok.decode(body)
         return .accepted
     }
