@@ -98,6 +98,20 @@ public final class MappedFile: @unchecked Sendable {
         self.isEmptyPlaceholder = false
     }
 
+    /// An in-memory "mapping": a heap copy of `bytes`, named `path` in messages. The readers'
+    /// in-memory entry points (fuzzing, data received over a pipe) use it; nothing is mapped.
+    public init(bytes: [UInt8], path: String) {
+        self.path = path
+        self.size = bytes.count
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+        bytes.withUnsafeBytes { b in
+            if let src = b.baseAddress, b.count > 0 { p.copyMemory(from: src, byteCount: b.count) }
+        }
+        self.base = p
+        self.isEmptyPlaceholder = true
+    }
+
+    /// True when `base` is heap memory (an empty file, or `init(bytes:path:)`), not a mapping.
     private let isEmptyPlaceholder: Bool
 
     deinit {
