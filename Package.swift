@@ -18,6 +18,8 @@ let package = Package(
         .executable(name: "vcconv", targets: ["vcconv"]),
         .executable(name: "vcrun", targets: ["vcrun"]),
         .library(name: "VideoCrafter", targets: ["VideoCrafter"]),
+        // For the fuzz targets of the separate package Fuzz/ (docs/fuzzing.md).
+        .library(name: "VCFuzzHarness", targets: ["VCFuzzHarness"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,6 +41,8 @@ let package = Package(
         // The .vcm manifest: protobuf-c code generated from formats/vcm.proto (scripts/gen-proto).
         .target(name: "CVCManifest", dependencies: ["CProtobufC"],
                 cSettings: [.unsafeFlags(["-O2", "-Wall"])]),
+        // Removal of registered temporary outputs on SIGINT/SIGTERM/SIGHUP (async-signal-safe).
+        .target(name: "CVCInterrupts", cSettings: [.unsafeFlags(["-O2", "-Wall"])]),
         // Narrow C wrappers over libavformat/libavcodec/libswscale and libpng.
         .target(name: "CVCMedia", dependencies: ["CFFmpeg", "CPNG"],
                 cSettings: [.unsafeFlags(["-O2", "-Wall"])],
@@ -46,11 +50,11 @@ let package = Package(
                                  .linkedLibrary("swscale"), .linkedLibrary("png16"), .linkedLibrary("m")]),
 
         // Swift libraries.
-        .target(name: "VCTensor", dependencies: ["CVCKernels", "CZstd"]),
+        .target(name: "VCTensor", dependencies: ["CVCKernels", "CZstd", "CVCInterrupts"]),
         .target(name: "VCFormats", dependencies: ["VCTensor", "CVCManifest"]),
         .target(name: "VCModels", dependencies: ["VCTensor", .product(name: "Yams", package: "Yams")], resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.zst")]),
         .target(name: "VCSampling", dependencies: ["VCTensor"]),
-        .target(name: "VCVideo", dependencies: ["CVCMedia"]),
+        .target(name: "VCVideo", dependencies: ["CVCMedia", "CVCInterrupts"]),
         .target(name: "VideoCrafter", dependencies: ["VCTensor", "VCFormats", "VCModels", "VCSampling", "VCVideo"]),
 
         // Thin executables.
@@ -63,6 +67,14 @@ let package = Package(
         // (scripts/dev/README.md).
         .executableTarget(name: "vcformats-scan", dependencies: ["VCFormats", "VCTensor"], path: "Sources/vcformats-scan"),
 
+        // DEV ONLY, not a product: writes a large file slowly, for the interrupt test
+        // (Tests/VCTensorTests/InterruptTests.swift).
+        .executableTarget(name: "vc-interrupt-probe", dependencies: ["VCFormats", "VCTensor", "VCVideo"],
+                          path: "Sources/vc-interrupt-probe"),
+
+        // The per-input code of the fuzz targets (Fuzz/), also replayed by FuzzCorpusTests.
+        .target(name: "VCFuzzHarness", dependencies: ["VCFormats", "VCTensor", "VCModels"]),
+
         // Tests (Swift Testing only; scripts/test runs `swift test --disable-xctest`).
         .target(name: "VCTestSupport", dependencies: ["VCTensor", "VCFormats"], path: "Tests/Support"),
         .testTarget(name: "CVCKernelsTests", dependencies: ["CVCKernels", "VCTestSupport"]),
@@ -72,6 +84,7 @@ let package = Package(
         .testTarget(name: "VCSamplingTests", dependencies: ["VCSampling", "VCTestSupport"]),
         .testTarget(name: "VCVideoTests", dependencies: ["VCVideo", "VCTestSupport"]),
         .testTarget(name: "VideoCrafterTests", dependencies: ["VideoCrafter", "VCTestSupport"]),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["VCFuzzHarness", "VCTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

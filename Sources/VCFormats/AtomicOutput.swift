@@ -106,23 +106,29 @@ public final class AtomicOutput {
 }
 
 /// Temporary files being written, so that a signal handler can remove them (the CLI installs
-/// SIGINT/SIGTERM handlers that call `removeAll()` and exit).
+/// SIGINT/SIGTERM handlers that call `removeAll()` and exit). Every path is also registered with
+/// `Interrupts` (VCTensor), whose async-signal-safe handlers (`Interrupts.install()`) remove it
+/// together with the temporaries of the other writers (e.g. VCVideo's).
 public final class PendingOutputs: @unchecked Sendable {
     public static let shared = PendingOutputs()
     private let lock = NSLock()
-    private var paths = Set<String>()
+    private var paths = [String: Interrupts.Token]()
 
     func register(_ path: String) {
         lock.lock(); defer { lock.unlock() }
-        paths.insert(path)
+        paths[path] = Interrupts.register(path)
     }
 
     /// Runs `action` (rename or unlink) and forgets `path`, atomically with respect to removeAll.
     func finish<T>(_ path: String, _ action: () -> T) -> T {
         lock.lock(); defer { lock.unlock() }
         let r = action()
-        paths.remove(path)
+        forget(path)
         return r
+    }
+
+    private func forget(_ path: String) {
+        if let token = paths.removeValue(forKey: path) { Interrupts.unregister(token) }
     }
 
     /// Deletes every temporary file still being written. Returns how many were removed.
@@ -133,15 +139,15 @@ public final class PendingOutputs: @unchecked Sendable {
     @discardableResult
     public func removeAll(where predicate: (String) -> Bool) -> Int {
         lock.lock(); defer { lock.unlock() }
-        let doomed = paths.filter(predicate)
-        for p in doomed { unlink(p); paths.remove(p) }
+        let doomed = paths.keys.filter(predicate)
+        for p in doomed { unlink(p); forget(p) }
         return doomed.count
     }
 
     /// The temporary files currently open (tests).
     public var current: [String] {
         lock.lock(); defer { lock.unlock() }
-        return paths.sorted()
+        return paths.keys.sorted()
     }
 }
 

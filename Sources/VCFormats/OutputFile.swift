@@ -1,11 +1,13 @@
 import Foundation
+import VCTensor
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A file written the safe way (docs/architecture.md): to a temporary file in the destination
 /// folder, fsynced, then renamed over the destination. If it is not committed, the temporary
-/// file is removed.
+/// file is removed. The temporary file is registered with `Interrupts`, so an interrupted CLI
+/// (SIGINT/SIGTERM) removes it too.
 final class OutputFile {
     let path: String
     let tempPath: String
@@ -18,15 +20,13 @@ final class OutputFile {
         let dir = url.deletingLastPathComponent().path
         let name = url.lastPathComponent
         self.tempPath = dir + "/." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        guard FileManager.default.createFile(atPath: tempPath, contents: nil) else {
+        // O_EXCL: never write into a file that someone else created under our temporary name.
+        let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
             throw FormatError.io(path: path, "cannot create the temporary file \(tempPath): \(String(cString: strerror(errno)))")
         }
-        guard let h = FileHandle(forWritingAtPath: tempPath) else {
-            try? FileManager.default.removeItem(atPath: tempPath)
-            throw FormatError.io(path: path, "cannot open the temporary file \(tempPath)")
-        }
-        self.handle = h
-        PendingOutputs.shared.register(tempPath) // removed by vcconv's SIGINT/SIGTERM handler
+        self.handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        PendingOutputs.shared.register(tempPath) // removed on SIGINT/SIGTERM (Interrupts)
     }
 
     func write(_ bytes: [UInt8]) throws {

@@ -44,13 +44,19 @@ public final class SafetensorsFile: MappedTensorSource, @unchecked Sendable {
     public let dataOffset: Int
     private let index: [String: Int]
 
-    public init(path: String) throws {
-        self.path = path
+    public convenience init(path: String) throws {
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch let e as TensorError {
             if case .io(_, let m) = e { throw FormatError.io(path: path, m) }
             throw FormatError.io(path: path, e.description)
         }
+        try self.init(file: file)
+    }
+
+    /// Parses a file already mapped (or held in memory: `MappedFile(bytes:path:)`).
+    public init(file: MappedFile) throws {
+        let path = file.path
+        self.path = path
         self.file = file
         func bad(_ offset: Int, _ m: String) -> FormatError { .malformed(path: path, offset: offset, m) }
 

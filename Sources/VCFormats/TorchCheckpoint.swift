@@ -67,12 +67,23 @@ public final class TorchCheckpoint: MappedTensorSource, @unchecked Sendable {
     public let skipped: [(name: String, value: String)]
     private let index: [String: Int]
 
-    public init(path: String, limits: PickleLimits = PickleLimits()) throws {
+    public convenience init(path: String, limits: PickleLimits = PickleLimits()) throws {
+        let file: MappedFile
+        do { file = try MappedFile(path: path) } catch let e as TensorError {
+            if case .io(_, let m) = e { throw FormatError.io(path: path, m) }
+            throw FormatError.io(path: path, e.description)
+        }
+        try self.init(file: file, limits: limits)
+    }
+
+    /// Parses a file already mapped (or held in memory: `MappedFile(bytes:path:)`).
+    public init(file: MappedFile, limits: PickleLimits = PickleLimits()) throws {
+        let path = file.path
         self.path = path
         let archive: ZipArchive
-        do { archive = try ZipArchive(path: path) } catch let e as FormatError {
-            if case .malformed = e, let head = try? MappedFile(path: path), head.size >= 2,
-               let b = try? head.bytes(offset: 0, count: 2), b[0] == 0x80, b[1] <= 5 {
+        do { archive = try ZipArchive(file: file) } catch let e as FormatError {
+            if case .malformed = e, file.size >= 2,
+               let b = try? file.bytes(offset: 0, count: 2), b[0] == 0x80, b[1] <= 5 {
                 throw FormatError.unsupported(path: path, "this is the legacy (pre-1.6, non-zip) torch.save format; re-save it with a current PyTorch")
             }
             throw e

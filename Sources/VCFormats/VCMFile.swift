@@ -60,10 +60,20 @@ public final class VCMFile: MappedTensorSource, @unchecked Sendable {
     private let lock = NSLock()
     private var verified = Set<String>()
 
-    public init(path: String, verify: Bool = true) throws {
+    public convenience init(path: String, verify: Bool = true) throws {
+        let file: MappedFile
+        do { file = try MappedFile(path: path) } catch let e as TensorError {
+            if case .io(_, let m) = e { throw FormatError.io(path: path, m) }
+            throw FormatError.io(path: path, e.description)
+        }
+        try self.init(file: file, verify: verify)
+    }
+
+    /// Parses a file already mapped (or held in memory: `MappedFile(bytes:path:)`).
+    public init(file: MappedFile, verify: Bool = true) throws {
+        let path = file.path
         self.path = path
         self.verify = verify
-        let file = try MappedFile(path: path)
         self.file = file
         let header = try VCMFile.readHeader(file, path: path)
         self.header = header
@@ -164,6 +174,10 @@ public final class VCMFile: MappedTensorSource, @unchecked Sendable {
 
     // MARK: validation
 
+    /// The most a zstd frame can expand: a 4-byte RLE block (3-byte header + 1 byte) decodes to at
+    /// most 128 KiB (RFC 8878, Block_Maximum_Size), so a frame of n bytes yields < 32768 n bytes.
+    static let maxZstdExpansion = 32768
+
     static func readHeader(_ file: MappedFile, path: String) throws -> VCMHeader {
         let size = file.size
         guard size >= VCMFormat.headerSize else {
@@ -252,7 +266,13 @@ public final class VCMFile: MappedTensorSource, @unchecked Sendable {
             guard bytes == r.size else { throw bad("size \(r.size) does not match \(r.dtype.rawValue) \(r.shape) (\(bytes) bytes)") }
             switch r.compression {
             case .none: guard r.storedSize == r.size else { throw bad("uncompressed but stored size \(r.storedSize) != size \(r.size)") }
-            case .zstd: guard r.storedSize > 0 || r.size == 0 else { throw bad("empty zstd frame") }
+            case .zstd:
+                guard r.storedSize > 0 || r.size == 0 else { throw bad("empty zstd frame") }
+                // Reading allocates `size` bytes before decompressing: a size no frame of this
+                // length can produce would let a tiny file demand any amount of memory.
+                guard r.size / VCMFile.maxZstdExpansion <= r.storedSize else {
+                    throw bad("size \(r.size) cannot come from a \(r.storedSize)-byte zstd frame (at most \(VCMFile.maxZstdExpansion)x)")
+                }
             }
             guard r.offset % a == 0 else { throw bad("offset \(r.offset) is not a multiple of the alignment \(a)") }
             guard r.offset <= h.dataSize, r.storedSize <= h.dataSize - r.offset else {

@@ -1,3 +1,4 @@
+import CVCInterrupts
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -86,6 +87,8 @@ enum AtomicOutput {
     static func write(_ data: Data, to path: String) throws {
         try prepare(path, overwrite: true, directory: false)
         let tmp = temporaryPath(for: path)
+        let token = vcint_register(tmp, 0)
+        defer { vcint_unregister(token) }
         do {
             try data.write(to: URL(fileURLWithPath: tmp))
             try commitFile(temporary: tmp, to: path, overwrite: true)

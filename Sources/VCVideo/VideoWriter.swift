@@ -1,4 +1,5 @@
 // Chooses the output format from the path and writes frames atomically.
+import CVCInterrupts
 import Foundation
 
 /// Output formats.
@@ -74,6 +75,8 @@ public final class VideoWriter {
 
     private var sink: Sink?
     private let temporary: String
+    /// The temporary output's registration for removal on SIGINT/SIGTERM (VCTensor `Interrupts`).
+    private var interruptToken: Int32 = -1
 
     public init(path: String, width: Int, height: Int, options: VideoOptions = VideoOptions(),
                 metadata: VideoMetadata = VideoMetadata(), format: VideoFormat? = nil) throws {
@@ -101,6 +104,18 @@ public final class VideoWriter {
         self.options = options
         self.metadata = metadata
         self.temporary = tmp
+        interruptToken = vcint_register(tmp, fmt == .pngFrames ? 1 : 0)
+        // A writer that fails to open may already have created the temporary file.
+        do { try openSink(fmt) } catch {
+            AtomicOutput.remove(tmp)
+            vcint_unregister(interruptToken)
+            interruptToken = -1
+            throw error
+        }
+    }
+
+    private func openSink(_ fmt: VideoFormat) throws {
+        let tmp = temporary
         switch fmt {
         case .mp4:
             sink = .mp4(try MP4Writer(path: tmp, width: width, height: height, fps: options.fps, crf: options.crf,
@@ -163,8 +178,10 @@ public final class VideoWriter {
             }
         } catch {
             AtomicOutput.remove(temporary)
+            vcint_unregister(interruptToken)
             throw error
         }
+        vcint_unregister(interruptToken)
     }
 
     /// Abandons the output (removes the temporary file or directory).
@@ -177,6 +194,7 @@ public final class VideoWriter {
         case .png: break
         }
         AtomicOutput.remove(temporary)
+        vcint_unregister(interruptToken)
     }
 
     deinit { cancel() }

@@ -69,6 +69,19 @@ final class VCMMalformedTests {
         }
     }
 
+    /// Found while writing the vcm fuzz target: a zstd record may declare any size (with a shape
+    /// to match), and reading it allocated that many bytes first; a 1 TiB claim from a 300-byte
+    /// frame must be refused at open.
+    @Test func zstdSizeBeyondWhatTheFrameCanHold() throws {
+        var m = Mutant(bytes: good)
+        try m.replaceManifest { man in
+            guard let i = man.tensors.firstIndex(where: { $0.name == "c.bf16" }) else { return }
+            man.tensors[i].shape = [1 << 39]
+            man.tensors[i].size = 1 << 40
+        }
+        expectRejected(m, "tensor 'c.bf16'", "cannot come from a", "zstd frame")
+    }
+
     @Test func badMagic() {
         var m = Mutant(bytes: good); m.bytes[1] = 0x57
         expectRejected(m, "at byte 0", "not a .vcm file")

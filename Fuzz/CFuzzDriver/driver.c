@@ -1,0 +1,2 @@
+// Only declares LLVMFuzzerRunDriver (include/CFuzzDriver.h); libFuzzer defines it.
+#include "CFuzzDriver.h"
