@@ -5,13 +5,12 @@
 //   -> VideoCrafter (facade) -> vcconv / vcrun (the only targets that import ArgumentParser).
 import PackageDescription
 
-/// The kernels are compiled with -O3 and the AVX-512 feature set even in debug builds (the last -O
-/// wins), so `swift test` runs the numerics at full speed. Every function that uses these
-/// instructions is only called after run-time CPU detection (vck_cpu_features), and has a
-/// portable `_ref` twin.
-let kernelFlags: [String] = ["-O3", "-std=gnu11", "-Wall", "-Wno-unused-function",
-                             "-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl",
-                             "-mavx512dq", "-mavx512vnni", "-mavx512bf16", "-msse4.2", "-mbmi2"]
+/// The kernels are compiled with -O3 even in debug builds (the last -O wins), so `swift test` runs
+/// the numerics at full speed. No -m flags: the whole target stays baseline x86-64 so the scalar
+/// `_ref` twins and the dispatchers run on any CPU; each SIMD function enables its instructions
+/// with `__attribute__((target(...)))` and is only called after run-time CPU detection
+/// (vck_cpu_features).
+let kernelFlags: [String] = ["-O3", "-std=gnu11", "-Wall", "-Wno-unused-function"]
 
 let package = Package(
     name: "swift-videocrafter",

@@ -88,8 +88,9 @@ void vck_conv2d_nhwc_ex(const float *x, int64_t nimg, int64_t h, int64_t w, int6
     int64_t oh = (vh + 2 * pad - kh) / stride + 1, ow = (vw + 2 * pad - kw) / stride + 1;
     int64_t cout = wt->n, k = cin * kh * kw;
     int64_t total = nimg * oh * ow;
-    if (kh == 1 && kw == 1 && stride == 1 && pad == 0 && !upsample2x && !norm) {
-        vck_linear(total, x, cin, wt, bias, y, cout, 0.0f);
+    if (total <= 0 || cout <= 0) return;
+    if (k <= 0 || (kh == 1 && kw == 1 && stride == 1 && pad == 0 && !upsample2x && !norm)) {
+        vck_linear(total, x, cin, wt, bias, y, cout, 0.0f); // k == 0: y = bias
         return;
     }
     int64_t chunk = (int64_t)(VCK_IM2COL_BYTES / (sizeof(float) * (size_t)k));
@@ -151,6 +152,8 @@ static void tcol_task(void *vctx, int task) {
 void vck_conv_temporal_ex(const float *x, int64_t nseq, int64_t t, int64_t hw, int64_t cin,
                           const vck_weight *wt, const float *bias, int64_t kt, const vck_prenorm *norm, float *y) {
     int64_t cout = wt->n, k = cin * kt, total = nseq * t * hw;
+    if (total <= 0 || cout <= 0) return;
+    if (k <= 0) { vck_linear(total, x, cin, wt, bias, y, cout, 0.0f); return; }
     int64_t chunk = (int64_t)(VCK_IM2COL_BYTES / (sizeof(float) * (size_t)k));
     if (chunk < 1) chunk = 1;
     if (chunk > total) chunk = total;

@@ -2,8 +2,17 @@
 #ifndef VCK_INTERNAL_H
 #define VCK_INTERNAL_H
 #include "CVCKernels.h"
+
+// No implicit a*b+c -> fma contraction: a SIMD function (compiled for AVX-512, where FMA exists)
+// and its baseline scalar twin must round identically. Kernels that want FMA call it explicitly.
+#pragma STDC FP_CONTRACT OFF
 #include <stdlib.h>
 #include <string.h>
+
+/// Multiversioned auto-vectorised loops (no -m flags on the target): the loader picks the best
+/// clone for the CPU. Only for code whose results do not depend on the vector width (elementwise
+/// work, or reductions the compiler may not reorder).
+#define VCK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 static inline int vck_has(uint32_t f) { return (vck_cpu_features() & f) == f; }
 #define VCK_AVX512_ALL (VCK_CPU_AVX512F | VCK_CPU_AVX512BW | VCK_CPU_AVX512VL)
@@ -14,4 +23,13 @@ void vck_free(void *p);
 /// Tells OpenBLAS how many threads to use for the next call (1 inside our own parallel regions).
 void vck_blas_threads(int n);
 int vck_in_parallel_region(void);
+/// vck_linear for f16 / bf16 / q8_0 / packed weights (gemm_packed.c); force_ref picks the scalar twin.
+void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias, float *c,
+                     int64_t ldc, float beta, int force_ref);
+/// C = op(A) op(B) + beta C with the own f32 kernels (alpha 1); returns 0 (nothing done) where
+/// only the scalar path exists.
+int vck_sgemm_own(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/// y[j * rows + i] = x[i * ldx + j] for a rows x cols block of x with row stride ldx.
+void vck_transpose_strided(const float *x, int64_t rows, int64_t cols, int64_t ldx, float *y);
 #endif

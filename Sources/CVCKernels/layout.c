@@ -17,10 +17,12 @@ void vck_concat_channels(const float *a, int64_t ca, const float *b, int64_t cb,
     }
 }
 
-void vck_transpose(const float *x, int64_t rows, int64_t cols, float *y) {
+void vck_transpose_strided(const float *x, int64_t rows, int64_t cols, int64_t ldx, float *y) {
     const int64_t B = 32;
     for (int64_t i0 = 0; i0 < rows; i0 += B)
         for (int64_t j0 = 0; j0 < cols; j0 += B)
             for (int64_t i = i0; i < rows && i < i0 + B; i++)
-                for (int64_t j = j0; j < cols && j < j0 + B; j++) y[j * rows + i] = x[i * cols + j];
+                for (int64_t j = j0; j < cols && j < j0 + B; j++) y[j * rows + i] = x[i * ldx + j];
 }
+
+void vck_transpose(const float *x, int64_t rows, int64_t cols, float *y) { vck_transpose_strided(x, rows, cols, cols, y); }

@@ -1,5 +1,6 @@
 // q8_0 blocks (the ggml q8_0 layout): 32 int8 values and an fp16 scale d = amax / 127,
-// q = round-half-away(x / d). A partial last block is zero-padded.
+// q = round-half-away(x / d). A partial last block is zero-padded. NaN inputs are ignored by the
+// amax and quantize to 0 (as does an infinite input, whose block gets an infinite scale).
 #include "internal.h"
 #include <immintrin.h>
 #include <math.h>
@@ -17,20 +18,24 @@ void vck_quantize_row_q8_0_ref(const float *src, vck_block_q8_0 *dst, size_t k) 
         for (size_t i = 0; i < n; i++) { float a = fabsf(x[i]); if (a > amax) amax = a; }
         float d = amax / 127.0f;
         vck_f32_to_f16_ref(&d, &dst[b].d, 1);
-        for (size_t i = 0; i < VCK_Q8_BLOCK; i++)
-            dst[b].qs[i] = (i < n && d != 0.0f) ? (int8_t)roundf(x[i] / d) : 0;
+        for (size_t i = 0; i < VCK_Q8_BLOCK; i++) {
+            float q = (i < n && d != 0.0f) ? x[i] / d : 0.0f;
+            dst[b].qs[i] = isnan(q) ? 0 : (int8_t)roundf(q); // |q| <= 127 otherwise
+        }
     }
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl")))
 static void quantize_row_q8_0_avx512(const float *src, vck_block_q8_0 *dst, size_t k) {
     size_t full = k / VCK_Q8_BLOCK;
-    const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     const __m512 half = _mm512_set1_ps(0.5f), onev = _mm512_set1_ps(1.0f);
     for (size_t b = 0; b < full; b++) {
         const float *x = src + b * VCK_Q8_BLOCK;
         __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-        __m512 m = _mm512_max_ps(_mm512_and_ps(v0, absmask), _mm512_and_ps(v1, absmask));
+        // NaN lanes count as 0 (max_ps would return a NaN for one operand order).
+        __m512 a0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v0, v0, _CMP_ORD_Q), _mm512_abs_ps(v0));
+        __m512 a1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v1, v1, _CMP_ORD_Q), _mm512_abs_ps(v1));
+        __m512 m = _mm512_max_ps(a0, a1);
         float amax = _mm512_reduce_max_ps(m);
         float d = amax / 127.0f;
         vck_f32_to_f16_ref(&d, &dst[b].d, 1);
@@ -40,10 +45,12 @@ static void quantize_row_q8_0_avx512(const float *src, vck_block_q8_0 *dst, size
         for (int h = 0; h < 2; h++) {
             __m512 q = _mm512_div_ps(vs[h], dv);
             __m512 t = _mm512_roundscale_ps(q, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            __m512 diff = _mm512_and_ps(_mm512_sub_ps(q, t), absmask);
+            __m512 diff = _mm512_abs_ps(_mm512_sub_ps(q, t));
             __mmask16 up = _mm512_cmp_ps_mask(diff, half, _CMP_GE_OQ);
-            __m512 sgn = _mm512_or_ps(_mm512_and_ps(q, _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000))), onev);
+            __m512 sgn = _mm512_castsi512_ps(_mm512_or_si512(
+                _mm512_and_si512(_mm512_castps_si512(q), _mm512_set1_epi32((int)0x80000000)), _mm512_castps_si512(onev)));
             t = _mm512_mask_add_ps(t, up, t, sgn);
+            t = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(q, q, _CMP_ORD_Q), t); // NaN -> 0
             __m128i packed = _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(t));
             _mm_storeu_si128((__m128i *)(dst[b].qs + 16 * h), packed);
         }

@@ -97,6 +97,9 @@ static int encode_and_write(vcmedia_mp4 *m, AVFrame *frame, char *err, size_t er
 vcmedia_mp4 *vcmedia_mp4_open(const char *path, int width, int height, int fps_num, int fps_den,
                               int crf, const char *preset, const char *metadata, int metadata_count,
                               char *err, size_t err_size) {
+    // libx264 and the muxer print statistics at info level; errors reach the caller through
+    // `err`, so only FFmpeg's own errors stay on stderr.
+    av_log_set_level(AV_LOG_ERROR);
     if (!path || width <= 0 || height <= 0 || width > 16384 || height > 16384) {
         vcm_set_error(err, err_size, "invalid video size %dx%d (1...16384)", width, height);
         return NULL;

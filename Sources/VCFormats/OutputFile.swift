@@ -26,6 +26,7 @@ final class OutputFile {
             throw FormatError.io(path: path, "cannot open the temporary file \(tempPath)")
         }
         self.handle = h
+        PendingOutputs.shared.register(tempPath) // removed by vcconv's SIGINT/SIGTERM handler
     }
 
     func write(_ bytes: [UInt8]) throws {
@@ -44,11 +45,12 @@ final class OutputFile {
             try handle.close()
         } catch {
             self.handle = nil
-            try? FileManager.default.removeItem(atPath: tempPath)
+            PendingOutputs.shared.finish(tempPath) { try? FileManager.default.removeItem(atPath: tempPath) }
             throw FormatError.io(path: path, "fsync/close failed: \(error.localizedDescription)")
         }
         self.handle = nil
-        guard rename(tempPath, path) == 0 else {
+        let renamed: Int32 = PendingOutputs.shared.finish(tempPath) { rename(tempPath, path) }
+        guard renamed == 0 else {
             let m = String(cString: strerror(errno))
             try? FileManager.default.removeItem(atPath: tempPath)
             throw FormatError.io(path: path, "cannot rename \(tempPath) to it: \(m)")
@@ -65,7 +67,7 @@ final class OutputFile {
         if let handle {
             try? handle.close()
             self.handle = nil
-            try? FileManager.default.removeItem(atPath: tempPath)
+            PendingOutputs.shared.finish(tempPath) { try? FileManager.default.removeItem(atPath: tempPath) }
         }
     }
 

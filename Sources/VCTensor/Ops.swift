@@ -6,9 +6,43 @@ import CVCKernels
 public enum Ops {
     // MARK: threads
 
-    /// Sets the one thread count used by our pool and by OpenBLAS. `n < 1` means all cores.
+    /// Sets the one thread count of the numeric runtime: our pool gets `n` threads and OpenBLAS
+    /// stays single-threaded inside it (large f32 products are split over the pool), so the cores
+    /// are never oversubscribed. `n < 1` means all cores. Results do not depend on it.
     public static func setThreads(_ n: Int) { vck_set_threads(Int32(clamping: n)) }
     public static var threads: Int { Int(vck_get_threads()) }
+
+    /// Activation precision of products with bf16 and q8_0 weights (f16 and f32 weights are
+    /// always fp32-accurate).
+    public enum GEMMPrecision: Sendable {
+        /// Activations rounded to bf16 / quantized per 32-block to int8 (AVX512-BF16 / VNNI speed).
+        case fast
+        /// fp32 activations times the exact weight values: only the weights' own quantization
+        /// error (the golden yardsticks), at fp32-FMA speed.
+        case exact
+        /// q8_0: activations quantized per 32-block to int16 (AVX512-VNNI vpdpwssd), error far
+        /// below the weights' own; bf16: as `.exact`.
+        case balanced
+    }
+
+    /// Process-wide; `.balanced` by default (VCK_GEMM_PRECISION=exact|balanced|fast selects the
+    /// mode until set).
+    public static var gemmPrecision: GEMMPrecision {
+        get {
+            switch vck_get_gemm_precision() {
+            case Int32(VCK_GEMM_EXACT): return .exact
+            case Int32(VCK_GEMM_FAST): return .fast
+            default: return .balanced
+            }
+        }
+        set {
+            switch newValue {
+            case .exact: vck_set_gemm_precision(Int32(VCK_GEMM_EXACT))
+            case .fast: vck_set_gemm_precision(Int32(VCK_GEMM_FAST))
+            case .balanced: vck_set_gemm_precision(Int32(VCK_GEMM_BALANCED))
+            }
+        }
+    }
 
     // MARK: helpers
 
@@ -47,12 +81,22 @@ public enum Ops {
     /// y[..., N] = x[..., K] W^T + b, for W of shape [N, K] (or [N, K, 1...], a 1x1 conv) in any
     /// weight type.
     public static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil) throws -> Tensor {
+        try withExtendedLifetime(w) { try linearImpl(x, b) { k in try weight(w, k: k, what: "linear") } }
+    }
+
+    /// `linear` with a weight packed once for the GEMM kernels (same results as the tensor).
+    public static func linear(_ x: Tensor, _ w: PackedWeight, _ b: Tensor? = nil) throws -> Tensor {
+        try withExtendedLifetime(w) { try linearImpl(x, b) { k in try w.cWeight(k: k, what: "linear") } }
+    }
+
+    static func linearImpl(_ x: Tensor, _ b: Tensor?, _ makeWeight: (Int) throws -> vck_weight) throws -> Tensor {
         try requireF32(x, "linear input")
+        guard x.rank >= 1 else { throw TensorError.shapeMismatch("linear of a scalar \(x.shape)") }
         let k = channels(x), m = rows(x)
-        var wt = try weight(w, k: k, what: "linear")
+        var wt = try makeWeight(k)
         let n = Int(wt.n)
         var shape = x.shape
-        shape[shape.count - 1] = n
+        shape[shape.count - 1] = n // [..., K] -> [..., N]
         let y = Tensor(zeros: shape)
         let bp = try biasPointer(b, n: n, what: "linear")
         vck_linear(Int64(m), x.f32, Int64(k), &wt, bp, y.f32, Int64(n), 0)
@@ -77,19 +121,33 @@ public enum Ops {
     /// 2-D convolution, channels-last. x: [N, H, W, Cin]; w: [Cout, Cin, kh, kw] (PyTorch order,
     /// any weight type); returns [N, OH, OW, Cout]. Zero padding.
     public static func conv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, stride: Int = 1, padding: Int = 1) throws -> Tensor {
+        try withExtendedLifetime(w) {
+            try conv2dImpl(x, w.shape, b, stride, padding) { k in try weight(w, k: k, what: "conv2d") }
+        }
+    }
+
+    /// `conv2d` with a weight packed once for the GEMM kernels (same results as the tensor).
+    public static func conv2d(_ x: Tensor, _ w: PackedWeight, _ b: Tensor?, stride: Int = 1, padding: Int = 1) throws -> Tensor {
+        try withExtendedLifetime(w) {
+            try conv2dImpl(x, w.shape, b, stride, padding) { k in try w.cWeight(k: k, what: "conv2d") }
+        }
+    }
+
+    static func conv2dImpl(_ x: Tensor, _ wshape: [Int], _ b: Tensor?, _ stride: Int, _ padding: Int,
+                           _ makeWeight: (Int) throws -> vck_weight) throws -> Tensor {
         try requireF32(x, "conv2d input")
-        guard x.rank == 4, w.rank == 4, w.shape[1] == x.shape[3] else {
-            throw TensorError.shapeMismatch("conv2d input \(x.shape) (NHWC) with weight \(w.shape)")
+        guard x.rank == 4, wshape.count == 4, wshape[1] == x.shape[3] else {
+            throw TensorError.shapeMismatch("conv2d input \(x.shape) (NHWC) with weight \(wshape)")
         }
         let (n, h, wd, cin) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let (kh, kw) = (w.shape[2], w.shape[3])
-        guard stride >= 1, h + 2 * padding >= kh, wd + 2 * padding >= kw else {
+        let (kh, kw) = (wshape[2], wshape[3])
+        guard stride >= 1, padding >= 0, kh >= 1, kw >= 1, h + 2 * padding >= kh, wd + 2 * padding >= kw else {
             throw TensorError.shapeMismatch("conv2d \(kh)x\(kw) stride \(stride) on \(h)x\(wd)")
         }
         let oh = (h + 2 * padding - kh) / stride + 1, ow = (wd + 2 * padding - kw) / stride + 1
-        var wt = try weight(w, k: cin * kh * kw, what: "conv2d")
+        var wt = try makeWeight(cin * kh * kw)
         let cout = Int(wt.n)
-        let y = Tensor(zeros: [n, oh, ow, cout])
+        let y = Tensor(zeros: [n, oh, ow, cout]) // [N, H, W, Cin] -> [N, OH, OW, Cout]
         let bp = try biasPointer(b, n: cout, what: "conv2d")
         vck_conv2d_nhwc(x.f32, Int64(n), Int64(h), Int64(wd), Int64(cin), &wt, bp, Int64(kh), Int64(kw),
                         Int64(stride), Int64(padding), y.f32)
@@ -99,14 +157,32 @@ public enum Ops {
     /// Temporal convolution with kernel (kt, 1, 1) and zero padding kt/2 in time.
     /// x: [B*T, H, W, C] with the T frames of each sequence consecutive; w: [Cout, Cin, kt, 1, 1].
     public static func convTemporal(_ x: Tensor, frames t: Int, _ w: Tensor, _ b: Tensor?) throws -> Tensor {
-        try requireF32(x, "temporal conv input")
-        guard x.rank == 4, t > 0, x.shape[0] % t == 0, w.rank == 5, w.shape[1] == x.shape[3], w.shape[3] == 1, w.shape[4] == 1 else {
-            throw TensorError.shapeMismatch("temporal conv input \(x.shape) over \(t) frames with weight \(w.shape)")
+        try withExtendedLifetime(w) {
+            try convTemporalImpl(x, t, w.shape, b) { k in try weight(w, k: k, what: "temporal conv") }
         }
-        let nseq = x.shape[0] / t, hw = x.shape[1] * x.shape[2], cin = x.shape[3], kt = w.shape[2]
-        var wt = try weight(w, k: cin * kt, what: "temporal conv")
+    }
+
+    /// `convTemporal` with a weight packed once for the GEMM kernels (same results as the tensor).
+    public static func convTemporal(_ x: Tensor, frames t: Int, _ w: PackedWeight, _ b: Tensor?) throws -> Tensor {
+        try withExtendedLifetime(w) {
+            try convTemporalImpl(x, t, w.shape, b) { k in try w.cWeight(k: k, what: "temporal conv") }
+        }
+    }
+
+    static func convTemporalImpl(_ x: Tensor, _ t: Int, _ wshape: [Int], _ b: Tensor?,
+                                 _ makeWeight: (Int) throws -> vck_weight) throws -> Tensor {
+        try requireF32(x, "temporal conv input")
+        guard x.rank == 4, t > 0, x.shape[0] % t == 0, wshape.count == 5, wshape[1] == x.shape[3], wshape[3] == 1,
+              wshape[4] == 1 else {
+            throw TensorError.shapeMismatch("temporal conv input \(x.shape) over \(t) frames with weight \(wshape)")
+        }
+        let nseq = x.shape[0] / t, hw = x.shape[1] * x.shape[2], cin = x.shape[3], kt = wshape[2]
+        guard kt >= 1, kt % 2 == 1 else {
+            throw TensorError.shapeMismatch("temporal conv kernel \(kt) frames: only odd kernels keep the frame count")
+        }
+        var wt = try makeWeight(cin * kt)
         let cout = Int(wt.n)
-        let y = Tensor(zeros: [x.shape[0], x.shape[1], x.shape[2], cout])
+        let y = Tensor(zeros: [x.shape[0], x.shape[1], x.shape[2], cout]) // [B*T, H, W, Cin] -> [B*T, H, W, Cout]
         let bp = try biasPointer(b, n: cout, what: "temporal conv")
         vck_conv_temporal(x.f32, Int64(nseq), Int64(t), Int64(hw), Int64(cin), &wt, bp, Int64(kt), y.f32)
         return y
@@ -241,10 +317,20 @@ public enum Ops {
     public static func attention(sequences: Int, heads: Int, queries sq: Int, keys sk: Int, headDim d: Int,
                                  q: AttentionOperand, k: AttentionOperand, v: AttentionOperand, out: AttentionOperand,
                                  scale: Float, causal: Bool = false) throws {
+        guard sequences > 0, heads > 0, d > 0, sq > 0, sk > 0 else {
+            throw TensorError.shapeMismatch("attention of \(sequences) sequences, \(heads) heads x \(d), \(sq) queries, \(sk) keys")
+        }
         for (name, op, rows) in [("q", q, sq), ("k", k, sk), ("v", v, sk), ("out", out, sq)] {
             try requireF32(op.tensor, "attention \(name)")
-            let last = op.offset + (sequences - 1) * op.seqStride + (rows - 1) * op.rowStride + heads * d
-            guard sequences > 0, rows > 0, op.offset >= 0, last <= op.tensor.count else {
+            // Non-negative strides: the last element of the last row bounds every access.
+            let (a, o1) = (sequences - 1).multipliedReportingOverflow(by: op.seqStride)
+            let (b, o2) = (rows - 1).multipliedReportingOverflow(by: op.rowStride)
+            let (hd, o3) = heads.multipliedReportingOverflow(by: d)
+            let (ab, o4) = a.addingReportingOverflow(b)
+            let (abh, o5) = ab.addingReportingOverflow(hd)
+            let (last, o6) = abh.addingReportingOverflow(op.offset)
+            guard op.seqStride >= 0, op.rowStride >= 0, op.offset >= 0, !(o1 || o2 || o3 || o4 || o5 || o6),
+                  last <= op.tensor.count else {
                 throw TensorError.outOfBounds("attention \(name): \(sequences) sequences x \(rows) rows x \(heads) heads x \(d) exceed \(op.tensor.shape)")
             }
         }

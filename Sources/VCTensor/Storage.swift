@@ -270,10 +270,10 @@ public final class MappedFile: @unchecked Sendable {
     /// Advises the kernel that bytes [offset, offset+count) will not be needed soon (keeps the
     /// page cache from pinning a converted 7 GB checkpoint in RSS during streaming import).
     public func dontNeed(offset: Int, count: Int) {
-        guard !isEmptyPlaceholder, count > 0 else { return }
+        guard !isEmptyPlaceholder, count > 0, offset >= 0, offset < size else { return }
         let page = 4096
         let start = offset / page * page
-        let end = min(size, offset + count)
+        let end = count >= size - offset ? size : offset + count
         if end > start { madvise(base.advanced(by: start), end - start, MADV_DONTNEED) }
     }
 }

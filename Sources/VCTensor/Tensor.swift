@@ -23,9 +23,13 @@ public struct Tensor: Sendable {
         self.byteOffset = byteOffset
     }
 
-    /// A new zero-filled tensor.
+    /// A new zero-filled tensor. The shape must be valid (no negative dimension, no overflow):
+    /// callers with untrusted shapes use `Tensor.zeros(_:dtype:)`, which throws.
     public init(zeros shape: [Int], dtype: DType = .f32) {
-        let bytes = dtype.byteCount(shape: shape) ?? 0
+        guard let bytes = dtype.byteCount(shape: shape) else {
+            // Continuing would hand out a tensor whose shape claims more memory than it has.
+            preconditionFailure("Tensor(zeros:) with invalid shape \(shape) for \(dtype.rawValue)")
+        }
         self.shape = shape
         self.dtype = dtype
         self.storage = Storage(byteCount: bytes)
@@ -42,8 +46,19 @@ public struct Tensor: Sendable {
         self.byteOffset = 0
     }
 
+    /// A new zero-filled tensor, or a `shapeMismatch` error for a negative or overflowing shape.
+    public static func zeros(_ shape: [Int], dtype: DType = .f32) throws -> Tensor {
+        guard dtype.byteCount(shape: shape) != nil else {
+            throw TensorError.shapeMismatch("invalid shape \(shape) for \(dtype.rawValue)")
+        }
+        return Tensor(zeros: shape, dtype: dtype)
+    }
+
     /// A new f32 tensor holding `values` (count must match the shape).
     public init(shape: [Int], floats values: [Float]) throws {
+        guard DType.f32.byteCount(shape: shape) != nil else {
+            throw TensorError.shapeMismatch("invalid shape \(shape) for \(values.count) values")
+        }
         let n = shape.reduce(1, *)
         guard n == values.count else {
             throw TensorError.shapeMismatch("\(values.count) values for shape \(shape) (\(n) elements)")
@@ -66,7 +81,10 @@ public struct Tensor: Sendable {
 
     /// The same bytes with another shape of equal element count.
     public func reshaped(_ newShape: [Int]) throws -> Tensor {
-        guard newShape.reduce(1, *) == count, dtype != .q8_0 || newShape.first == shape.first else {
+        // q8_0 keeps its rows: same first dimension and, as rows of blocks, both shapes 2-D or more.
+        let q8ok = dtype != .q8_0 || (newShape.first == shape.first && (newShape.count >= 2) == (shape.count >= 2))
+        guard newShape.allSatisfy({ $0 >= 0 }), DType.f32.byteCount(shape: newShape) != nil,
+              newShape.reduce(1, *) == count, q8ok else {
             throw TensorError.shapeMismatch("cannot reshape \(shape) to \(newShape)")
         }
         return try Tensor(shape: newShape, dtype: dtype, storage: storage, byteOffset: byteOffset)
@@ -74,8 +92,9 @@ public struct Tensor: Sendable {
 
     /// Rows [start, start + n) along the first dimension, sharing storage.
     public func rows(_ start: Int, _ n: Int) throws -> Tensor {
-        guard let first = shape.first, start >= 0, n >= 0, start + n <= first else {
-            throw TensorError.outOfBounds("rows \(start)..<\(start + n) of \(shape)")
+        guard let first = shape.first, start >= 0, n >= 0, start <= first, n <= first - start,
+              dtype != .q8_0 || shape.count >= 2 else {
+            throw TensorError.outOfBounds("rows \(start)..<\(start &+ n) of \(dtype.rawValue) \(shape)")
         }
         let rowBytes = (dtype.byteCount(shape: shape) ?? 0) / max(first, 1)
         var s = shape

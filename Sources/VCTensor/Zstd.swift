@@ -40,6 +40,7 @@ public enum Zstd {
 
     /// Decompresses a frame of unknown size (streaming), refusing output beyond `limit` bytes.
     public static func decompress(_ input: [UInt8], limit: Int) throws -> [UInt8] {
+        guard limit >= 0 else { throw TensorError.compression("negative size limit \(limit)") }
         let declared = input.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, input.count) }
         if declared < UInt64.max - 1 {
             guard declared <= UInt64(limit) else { throw TensorError.compression("frame holds \(declared) bytes, over the \(limit)-byte limit") }

@@ -31,18 +31,33 @@ enum {
     VCK_CPU_AVX512VNNI = 1u << 6,
     VCK_CPU_AVX512BF16 = 1u << 7,
     VCK_CPU_SSE42 = 1u << 8,
+    /// Not an instruction set: a tuning hint, detected on Intel CPUs, where vdpbf16ps runs at
+    /// about a quarter of the FMA rate (measured on Sapphire/Emerald Rapids). The bf16 GEMM then
+    /// widens bf16 to fp32 and applies the same two fmas per pair (identical results except for
+    /// denormals). Masking it off forces vdpbf16ps where AVX512-BF16 exists.
+    VCK_CPU_BF16_VIA_FMA = 1u << 9,
 };
-/// Bit set of VCK_CPU_* detected at run time (cached after the first call).
+/// Bit set of VCK_CPU_* the dispatchers may use on the calling thread: detected & global mask &
+/// the calling thread's mask. Dispatchers read it on the calling thread and hand the decision to
+/// their pool tasks, so a thread mask covers the whole call.
 uint32_t vck_cpu_features(void);
-/// Restrict the features the dispatchers may use (mask & detected). Tests use this to force the
-/// scalar or AVX2 paths; 0xffffffff restores everything.
+/// Bit set of VCK_CPU_* detected at run time (cached after the first call), ignoring the masks.
+uint32_t vck_cpu_detected(void);
+/// Restrict the features the dispatchers may use, process-wide. 0xffffffff restores everything.
 void vck_cpu_set_mask(uint32_t mask);
+/// Restrict the features for calls made from the calling thread only (tests use this to force the
+/// scalar or AVX2 paths without affecting other threads). 0xffffffff restores everything.
+void vck_cpu_set_thread_mask(uint32_t mask);
 
-/// One setting for our thread pool and OpenBLAS (no oversubscription). n < 1 means "all cores".
+/// One setting for the whole numeric runtime: our thread pool gets n threads (the caller counts
+/// as one) and OpenBLAS stays single-threaded (vck_sgemm splits large products over the pool), so
+/// the cores are never oversubscribed. n < 1 means "all online cores". Safe to call repeatedly;
+/// workers are created on demand and never shut down. Ignored inside a pool task.
 void vck_set_threads(int n);
 int vck_get_threads(void);
-/// Runs fn(ctx, i) for i in [0, ntasks) on the pool (the caller participates). Nested calls run
-/// serially on the calling thread.
+/// Runs fn(ctx, i) for i in [0, ntasks) on the pool (the caller participates), each task exactly
+/// once; returns when all have finished. One region runs at a time (concurrent callers wait);
+/// calls made from inside a task run serially on the calling thread.
 void vck_parallel_for(int ntasks, void (*fn)(void *ctx, int task), void *ctx);
 
 // ---------------------------------------------------------------------------------------------
@@ -80,7 +95,8 @@ float vck_dot_q8_0_ref(const vck_block_q8_0 *a, const vck_block_q8_0 *b, size_t 
 // Weights. A weight matrix is N rows (outputs) of K values (inputs), in PyTorch order (a conv
 // weight [Cout, Cin, kh, kw] is N = Cout rows of K = Cin*kh*kw).
 // ---------------------------------------------------------------------------------------------
-enum { VCK_W_F32 = 0, VCK_W_F16 = 1, VCK_W_BF16 = 2, VCK_W_Q8_0 = 3 };
+/// VCK_W_PACKED: `data` points to a vck_packed_weight (from vck_pack_weight); n and k as packed.
+enum { VCK_W_F32 = 0, VCK_W_F16 = 1, VCK_W_BF16 = 2, VCK_W_Q8_0 = 3, VCK_W_PACKED = 16 };
 typedef struct {
     const void *data;
     int dtype;      // VCK_W_*
@@ -93,11 +109,71 @@ size_t vck_weight_row_bytes(int dtype, int64_t k);
 void vck_weight_rows_f32(const vck_weight *w, int64_t row0, int64_t nrows, float *dst);
 
 /// C[M, N] (leading dimension ldc) = A[M, K] (lda) x W^T + bias (bias may be NULL), with
-/// beta = 0 (overwrite) or 1 (accumulate). Threads split the work.
+/// beta = 0 (overwrite) or 1 (accumulate). Threads split the work; results do not depend on the
+/// thread count.
+/// - f32 / f16 weights: fp32 FMA with the exact weight values, k in order (fp32 accurate);
+///   OpenBLAS for f32 only on CPUs without FMA.
+/// - bf16 weights: activations rounded to bf16 (RNE), products accumulated in fp32
+///   (AVX512-BF16 vdpbf16ps semantics).
+/// - q8_0 weights: activations quantized on the fly per 32-block (s = amax/127, int8, round to
+///   nearest even), exact int32 block dots (AVX512-VNNI), scaled by both scales in fp32.
+///   (Precision modes below: balanced uses int16 activations, exact fp32.)
+/// See gemm_packed.c for the exact arithmetic; vck_linear_ref is its bit-exact scalar twin (except
+/// denormals on the fma bf16 paths).
 void vck_linear(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
                 float *c, int64_t ldc, float beta);
+/// The scalar reference of vck_linear (f32 weights: a plain fma loop over k).
+void vck_linear_ref(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
+                    float *c, int64_t ldc, float beta);
 
-/// Plain f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta C, row-major (a thin cblas_sgemm wrapper).
+/// Activation precision of the bf16 and q8_0 GEMM (f16 and f32 are always fp32-accurate).
+/// VCK_GEMM_BALANCED (default): q8_0 activations quantized per 32-block to int16
+///   (s = amax / 32767, RNE), exact int32 block dots (AVX512-VNNI vpdpwssd, AVX2 vpmaddwd), scaled
+///   by both scales in fp32 exactly as the fast path; bf16 weights as EXACT.
+/// VCK_GEMM_EXACT: fp32 activations times the exact weight values (fp32 FMA, only the weights' own
+///   quantization error; f16-path speed).
+/// VCK_GEMM_FAST: activations rounded to bf16 / quantized to int8 per 32-block, the fast paths
+///   described at vck_linear. It misses the quality yardsticks on golden A's sampling run
+///   (bf16 39.9 dB < 42 dB, q8 29.9 dB < 34 dB PSNR of the frames; exact and balanced meet them).
+/// Measured (q8_0 weights): GEMM rel RMS error vs fp32 with the dequantized weights on random
+/// data (K = 320 / 1280) 7.1e-3 fast, 2.7e-5 balanced, 1.5e-7 exact. Tiny VC2 UNet (vc2-tiny-a,
+/// t=981) eps rel RMS vs the fp32 golden 0.0501 fast / 0.03482 balanced / 0.03482 exact (the
+/// weights' own error; bf16 weights 0.0161 fast / 0.0133 exact = balanced); golden A frames q8
+/// PSNR 29.9 fast / 37.65 balanced / 37.65 exact dB. Speed on one Sapphire Rapids core:
+/// balanced ~1.8x exact and ~1.4x f32, about half of fast.
+/// See docs/performance.md ("GEMM kernels") for measured speed and accuracy of each mode.
+enum { VCK_GEMM_FAST = 0, VCK_GEMM_EXACT = 1, VCK_GEMM_BALANCED = 2 };
+/// Process-wide setting, read on the calling thread at each call. Until it is set, the environment
+/// variable VCK_GEMM_PRECISION=exact|balanced|fast selects the mode (unset or other: balanced).
+/// Unknown values passed to the setters select VCK_GEMM_BALANCED.
+void vck_set_gemm_precision(int precision);
+/// Overrides the setting for calls from the calling thread only; -1 follows the process setting.
+void vck_set_thread_gemm_precision(int precision);
+/// The setting in force on the calling thread.
+int vck_get_gemm_precision(void);
+
+/// A weight repacked once for the GEMM kernels (f32, f16, bf16 and q8_0; column panels of 16
+/// outputs). Pass it as vck_weight{data: packed, dtype: VCK_W_PACKED, n, k} to vck_linear,
+/// vck_conv2d_nhwc or vck_conv_temporal to skip the per-call repacking; results are identical.
+typedef struct vck_packed_weight vck_packed_weight;
+/// NULL for empty weights, unknown dtypes, or when memory runs out.
+vck_packed_weight *vck_pack_weight(const vck_weight *w);
+void vck_packed_weight_free(vck_packed_weight *p);
+/// Bytes of packed data, and the source dtype (VCK_W_*).
+size_t vck_packed_weight_bytes(const vck_packed_weight *p);
+int vck_packed_weight_dtype(const vck_packed_weight *p);
+/// Rows of a packed weight as f32 (the values the GEMM multiplies with).
+void vck_packed_weight_rows_f32(const vck_packed_weight *p, int64_t row0, int64_t nrows, float *dst);
+/// The activation quantizer of the q8_0 GEMM for one row of k values: ceil(k/32) blocks of 32
+/// int8 (zero padded) in q, their scales in s, and -128 * sum(q) per block in corr.
+void vck_quantize_act_q8_ref(const float *x, int64_t k, int8_t *q, float *s, int32_t *corr);
+/// The activation quantizer of the balanced q8_0 GEMM: ceil(k/32) blocks of 32 int16 (zero
+/// padded) in q, s = amax / 32767 per block, q = rne(clamp(x * (32767 / amax), +-32767)); a NaN
+/// value gives q = 0 and makes its block's s NaN.
+void vck_quantize_act_q16_ref(const float *x, int64_t k, int16_t *q, float *s);
+
+/// Plain f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta C, row-major. alpha = 1 uses the own
+/// fp32 kernels (where FMA exists), anything else cblas_sgemm.
 void vck_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                int64_t ldc);
@@ -118,6 +194,18 @@ void vck_conv2d_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t
 /// (frames of a sequence are contiguous); w: N = cout rows of K = cin*kt; y: [nseq, t, hw, cout].
 void vck_conv_temporal(const float *x, int64_t nseq, int64_t t, int64_t hw, int64_t cin,
                        const vck_weight *wt, const float *bias, int64_t kt, float *y);
+/// Stride-1 convolution with "same" zero padding (kh, kw odd; pad kh/2, kw/2) as one GEMM per
+/// kernel tap over row bands of a zero-padded input copy (no im2col; scratch about 2 x 2 MiB).
+/// x: [nimg, h, w, cin]; taps: kh*kw weights, tap t = ky*kw + kx holding W[:, :, ky, kx] of a
+/// PyTorch [cout, cin, kh, kw] weight as N = cout rows of K = cin; y: [nimg, h, w, cout].
+/// band_rows: output rows per band (0: as many as fit the scratch bound). Same result as
+/// vck_conv2d_nhwc up to the order of the sums.
+void vck_conv2d_taps_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t cin,
+                          const vck_weight *taps, const float *bias, int64_t kh, int64_t kw,
+                          int64_t band_rows, float *y);
+/// Reorders a conv weight [cout][cin][taps] (elements of elem_size bytes) to tap-major
+/// [taps][cout][cin] (exact for f32 / f16 / bf16).
+void vck_repack_conv_taps(const void *src, void *dst, size_t elem_size, int64_t cout, int64_t cin, int64_t taps);
 
 /// A GroupNorm (+ activation) applied to the input of a convolution while it is gathered:
 /// input channel j of an image in statistics sample s becomes act(x * scale[s*cin + j] +
@@ -185,6 +273,10 @@ void vck_add(const float *a, const float *b, float *y, size_t n);
 void vck_add_row_vector(const float *x, const float *v, float *y, int64_t rows, int64_t c);
 /// x *= s
 void vck_scale(float *x, float s, size_t n);
+/// y[i] = a[i] * b[i]
+void vck_mul(const float *a, const float *b, float *y, size_t n);
+/// Index of the first NaN or infinite value of x[0..n), or -1 when all are finite.
+int64_t vck_first_nonfinite(const float *x, size_t n);
 
 // ---------------------------------------------------------------------------------------------
 // Attention

@@ -1,1 +1,0 @@
-int vcm_dummy(void){return 0;}

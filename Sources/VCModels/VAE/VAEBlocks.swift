@@ -1,0 +1,139 @@
+// Building blocks of the SD kl-f8 VAE decoder.
+//
+// Ports AILab-CVC/VideoCrafter@11bcd76 `lvdm/modules/networks/ae_modules.py`: ResnetBlock
+// (temb_channels = 0, dropout 0), AttnBlock (vanilla, one head over H*W tokens), Upsample
+// (nearest x2 + 3x3 conv), Normalize (GroupNorm 32 groups, eps 1e-6) and nonlinearity (swish).
+// Activations are channels-last `[N, H, W, C]`, one sample per frame.
+import VCTensor
+
+/// `Normalize`: GroupNorm(32, C, eps 1e-6), as every norm of the VAE.
+func vaeNorm(_ b: WeightBinder, _ prefix: String, channels: Int) -> GroupNorm {
+    GroupNorm(b, prefix, channels: channels, groups: 32, eps: 1e-6)
+}
+
+/// A 3x3 convolution with stride 1 and padding 1 (every 3x3 conv of the decoder). f32 / f16 /
+/// bf16 weights are reordered once, here, to tap-major [9, Cout, Cin], each tap packed for the
+/// GEMM kernels, and run as nine GEMMs over padded row bands (`Ops.conv2dSame`, no im2col matrix);
+/// q8_0 weights, whose blocks cannot be reordered exactly, keep the im2col path (`Ops.conv2d`).
+struct VAEConv3x3: Sendable {
+    enum Weight: Sendable {
+        case taps([PackedWeight])    // tap-major, packed
+        case packed(PackedWeight)    // [Cout, Cin, 3, 3] packed (q8_0)
+        case plain(Tensor)           // as stored (if packing failed)
+    }
+    let weight: Weight
+    let bias: Tensor?
+
+    init(_ b: WeightBinder, _ prefix: String, in cin: Int, out cout: Int) {
+        let conv = Conv2d(b, prefix, in: cin, out: cout)
+        if let taps = try? Ops.packTaps(try Ops.convTaps(conv.weight)) {
+            weight = .taps(taps)
+        } else if let p = try? PackedWeight(conv.weight) {
+            weight = .packed(p)
+        } else {
+            weight = .plain(conv.weight)
+        }
+        bias = conv.bias
+    }
+
+    /// [N, H, W, Cin] -> [N, H, W, Cout].
+    func callAsFunction(_ x: Tensor) throws -> Tensor {
+        switch weight {
+        case .taps(let t): return try Ops.conv2dSame(x, packedTaps: t, kernel: (3, 3), bias)
+        case .packed(let p): return try Ops.conv2d(x, p, bias, stride: 1, padding: 1)
+        case .plain(let w): return try Ops.conv2d(x, w, bias, stride: 1, padding: 1)
+        }
+    }
+}
+
+/// ResnetBlock without time embedding:
+/// h = conv2(swish(norm2(conv1(swish(norm1(x)))))); return shortcut(x) + h,
+/// with a 1x1 `nin_shortcut` when the width changes.
+struct VAEResnetBlock: Sendable {
+    let norm1: GroupNorm
+    let conv1: VAEConv3x3
+    let norm2: GroupNorm
+    let conv2: VAEConv3x3
+    let ninShortcut: Linear?
+
+    init(_ b: WeightBinder, _ prefix: String, in cin: Int, out cout: Int) {
+        norm1 = vaeNorm(b, "\(prefix).norm1", channels: cin)
+        conv1 = VAEConv3x3(b, "\(prefix).conv1", in: cin, out: cout)
+        norm2 = vaeNorm(b, "\(prefix).norm2", channels: cout)
+        conv2 = VAEConv3x3(b, "\(prefix).conv2", in: cout, out: cout)
+        ninShortcut = cin == cout ? nil : Linear(b, "\(prefix).nin_shortcut", in: cin, out: cout, kernelDims: 2)
+    }
+
+    /// x: [N, H, W, Cin] -> [N, H, W, Cout].
+    func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let n = x.shape[0]
+        var h = try norm1(x, samples: n, activation: .silu)   // [N, H, W, Cin]
+        h = try conv1(h)                                        // [N, H, W, Cout]
+        h = try norm2(h, samples: n, activation: .silu)
+        h = try conv2(h)                                        // [N, H, W, Cout]
+        let skip = try ninShortcut.map { try $0(x) } ?? x       // [N, H, W, Cout]
+        return try Ops.add(skip, h)
+    }
+}
+
+/// AttnBlock: single-head self-attention over the H*W positions of each frame with 1x1-conv
+/// q/k/v/proj_out and scale C^-1/2; residual.
+struct VAEAttnBlock: Sendable {
+    let norm: GroupNorm
+    let q: Linear
+    let k: Linear
+    let v: Linear
+    let projOut: Linear
+    let channels: Int
+
+    /// Query rows per score block: the score matrix held at once is at most this many rows x H*W.
+    static let queryChunk = 1024
+
+    init(_ b: WeightBinder, _ prefix: String, channels c: Int) {
+        norm = vaeNorm(b, "\(prefix).norm", channels: c)
+        q = Linear(b, "\(prefix).q", in: c, out: c, kernelDims: 2)
+        k = Linear(b, "\(prefix).k", in: c, out: c, kernelDims: 2)
+        v = Linear(b, "\(prefix).v", in: c, out: c, kernelDims: 2)
+        projOut = Linear(b, "\(prefix).proj_out", in: c, out: c, kernelDims: 2)
+        channels = c
+    }
+
+    /// x: [N, H, W, C] -> [N, H, W, C].
+    func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let (n, hw, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
+        let h = try norm(x, samples: n).reshaped([n * hw, c])  // [N*HW, C]
+        let qs = try q(h), ks = try k(h), vs = try v(h)        // [N*HW, C] each
+        let scale = Float(1 / Double(c).squareRoot())
+        // One head of width C: two BLAS products per block of queries (the score block is
+        // bounded by queryChunk x HW floats).
+        var parts: [Tensor] = []
+        for i in 0..<n {
+            let kf = try ks.rows(i * hw, hw), vf = try vs.rows(i * hw, hw)     // [HW, C]
+            var r0 = 0
+            while r0 < hw {
+                let rows = min(Self.queryChunk, hw - r0)
+                let qb = try qs.rows(i * hw + r0, rows)                        // [rows, C]
+                let scores = try Ops.scale(try Ops.matmul(qb, kf, transposeB: true), scale)  // [rows, HW]
+                let p = try Ops.softmax(scores)                                // [rows, HW]
+                parts.append(try Ops.matmul(p, vf))                            // [rows, C]
+                r0 += rows
+            }
+        }
+        let att = parts.count == 1 ? parts[0] : try Ops.concatRows(parts)      // [N*HW, C]
+        let out = try projOut(att).reshaped(x.shape)                           // [N, H, W, C]
+        return try Ops.add(x, out)
+    }
+}
+
+/// Upsample with conv: nearest x2, then a 3x3 conv. [N, H, W, C] -> [N, 2H, 2W, C].
+struct VAEUpsample: Sendable {
+    let conv: VAEConv3x3
+
+    init(_ b: WeightBinder, _ prefix: String, channels c: Int) {
+        conv = VAEConv3x3(b, "\(prefix).conv", in: c, out: c)
+    }
+
+    func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try conv(try Ops.upsampleNearest2x(x))
+    }
+}

@@ -1,0 +1,199 @@
+// The text-to-video pipeline: prompt -> OpenCLIP text encoder -> VC2 3D UNet with DDIM and
+// classifier-free guidance -> VAE decoder -> frames.
+//
+// This implementation matches the official sampling path of AILab-CVC/VideoCrafter@11bcd76
+// (scripts/evaluation/inference.py + funcs.py `batch_ddim_sampling`, lvdm/models/samplers/ddim.py,
+// lvdm/models/ddpm3d.py `decode_first_stage_2DAE`): the unconditional branch encodes "" (or the
+// negative prompt), x_T is the first torch.randn draw after manual_seed(seed), every step draws
+// its noise next, and the latents are decoded frame by frame.
+import Foundation
+import VCTensor
+import VCFormats
+import VCModels
+import VCSampling
+
+/// Everything a generation needs besides the model. Defaults are those of the official VC2
+/// script (scripts/run_text2video.sh).
+public struct GenerationParameters: Sendable, Codable, Equatable {
+    public var prompt: String
+    /// The unconditional prompt of classifier-free guidance ("" as upstream).
+    public var negativePrompt: String = ""
+    /// nil: pick a random seed (reported in the result).
+    public var seed: UInt64?
+    public var steps: Int = 50
+    public var eta: Double = 1.0
+    public var guidance: Double = 12.0
+    /// fps conditioning of the UNet (the official VC2 script passes 28).
+    public var fps: Int = 28
+    public var frames: Int = 16
+    public var height: Int = 320
+    public var width: Int = 512
+
+    public init(prompt: String) { self.prompt = prompt }
+}
+
+/// Errors found before any heavy work starts.
+public struct GenerationError: Error, CustomStringConvertible, Equatable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Progress events, in order.
+public enum GenerationEvent: Sendable {
+    case loaded(component: String, seconds: Double)
+    case encodedText(seconds: Double)
+    /// A finished DDIM step (1-based `step` of `total`), with the latent after it
+    /// (PyTorch layout `[1, C, T, h, w]`).
+    case step(step: Int, total: Int, timestep: Int, seconds: Double, latent: Tensor)
+    case decodedFrame(frame: Int, total: Int, seconds: Double)
+}
+
+/// The outcome of one generation.
+public struct GenerationResult: Sendable {
+    public var seed: UInt64
+    /// Final latent, PyTorch layout `[1, C, T, h, w]`.
+    public var latent: Tensor
+    /// Decoded frames, channels-last `[T, H, W, 3]`, about [-1, 1].
+    public var frames: Tensor
+    public var parameters: GenerationParameters
+    public var timings: [String: Double]
+}
+
+/// A loaded .vcm model ready to generate videos.
+public final class TextToVideo: @unchecked Sendable {
+    public let modelPath: String
+    public let config: ModelConfig
+    let file: VCMFile
+    let tokenizer: CLIPTokenizer
+
+    public init(modelPath: String, verify: Bool = true) throws {
+        self.modelPath = modelPath
+        let file = try VCMFile(path: modelPath, verify: verify)
+        self.file = file
+        guard let data = file.manifest.configJSON.data(using: .utf8) else {
+            throw GenerationError("\(modelPath): the model file has no configuration")
+        }
+        let config: ModelConfig
+        do { config = try JSONDecoder().decode(ModelConfig.self, from: data) } catch {
+            throw GenerationError("\(modelPath): the model configuration cannot be read: \(error)")
+        }
+        guard config.kind == .vc2 else {
+            throw GenerationError("\(modelPath): holds a \(config.kind.rawValue) model; vcrun sample needs a VideoCrafter2 (vc2) model")
+        }
+        try config.validate()
+        self.config = config
+        let vocab = try file.vocabulary()
+        guard let merges = String(bytes: vocab, encoding: .utf8) else {
+            throw GenerationError("\(modelPath): the tokenizer vocabulary is not UTF-8")
+        }
+        self.tokenizer = try CLIPTokenizer(mergesText: merges, contextLength: config.text.contextLength)
+    }
+
+    /// Pixel sizes must be multiples of this (the VAE factor times the UNet's downsampling).
+    public var sizeMultiple: Int { config.vae.downsampleFactor * (1 << (config.unet.channelMult.count - 1)) }
+
+    /// Checks parameters before any heavy work (sizes, counts, memory).
+    public func validate(_ p: GenerationParameters) throws {
+        let m = sizeMultiple
+        guard p.height > 0, p.width > 0, p.height % m == 0, p.width % m == 0 else {
+            throw GenerationError("height and width must be positive multiples of \(m) (got \(p.height)x\(p.width))")
+        }
+        guard p.frames >= 1 else { throw GenerationError("frames must be at least 1 (got \(p.frames))") }
+        guard (1...1000).contains(p.steps) else { throw GenerationError("steps must be between 1 and 1000 (got \(p.steps))") }
+        guard p.eta >= 0, p.eta.isFinite else { throw GenerationError("eta must be a finite number >= 0 (got \(p.eta))") }
+        guard p.guidance.isFinite else { throw GenerationError("guidance must be finite") }
+        guard p.fps >= 0 else { throw GenerationError("fps must be >= 0 (got \(p.fps))") }
+        let need = estimatedPeakBytes(p)
+        let limit = Self.physicalMemory()
+        if need > limit {
+            throw GenerationError("\(p.frames) frames of \(p.height)x\(p.width) would need about \(need >> 20) MiB, more than this machine's \(limit >> 20) MiB")
+        }
+    }
+
+    /// A rough upper bound of the activation memory of one UNet call (the largest level holds a
+    /// handful of [B*T*h*w, C] tensors plus the GEGLU intermediate), used to refuse absurd sizes.
+    public func estimatedPeakBytes(_ p: GenerationParameters) -> Int {
+        let h = p.height / config.vae.downsampleFactor, w = p.width / config.vae.downsampleFactor
+        let tokens = Double(2 * p.frames) * Double(h * w)
+        let c = Double(config.unet.modelChannels * (config.unet.channelMult.first ?? 1))
+        let unet = tokens * c * 4 * 40          // skips + residual stream + FF (8C) + attention
+        let vae = Double(p.height * p.width) * Double(config.vae.ch * (config.vae.chMult.first ?? 1)) * 4 * 8
+        let weights = Double(file.file.size)
+        let total = unet + vae + weights
+        return total > Double(Int.max / 2) ? Int.max / 2 : Int(total)
+    }
+
+    static func physicalMemory() -> Int {
+        Int(clamping: ProcessInfo.processInfo.physicalMemory)
+    }
+
+    /// Runs the whole pipeline. `onEvent` sees progress (and each step's latent).
+    public func generate(_ p: GenerationParameters, onEvent: (GenerationEvent) -> Void = { _ in }) throws -> GenerationResult {
+        try validate(p)
+        var timings: [String: Double] = [:]
+        let seed = p.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        let clock = ContinuousClock()
+        func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+
+        // 1. Text: cond and uncond in one batch; the encoder is released after this block.
+        var start = clock.now
+        let useUncond = p.guidance != 1
+        let context: Tensor
+        do {
+            let encoder = try OpenCLIPTextEncoder.load(from: file, config: config.text)
+            var rows = [tokenizer.tokenize(p.prompt)]
+            if useUncond { rows.append(tokenizer.tokenize(p.negativePrompt)) }
+            context = try encoder.encode(tokens: rows)                   // [B, 77, width]
+        }
+        timings["text"] = seconds(clock.now - start)
+        onEvent(.encodedText(seconds: timings["text"] ?? 0))
+
+        // 2. UNet + DDIM.
+        start = clock.now
+        let unet = try UNet3D(config: config.unet, weights: file)
+        onEvent(.loaded(component: "unet", seconds: seconds(clock.now - start)))
+        var sc = NoiseScheduleConfiguration()
+        let d = config.diffusion
+        sc.timesteps = d.timesteps; sc.linearStart = d.linearStart; sc.linearEnd = d.linearEnd
+        sc.useScale = d.useScale; sc.scaleA = d.scaleA; sc.scaleB = d.scaleB; sc.midStep = d.midStep
+        sc.fixScaleBug = d.fixScaleBug
+        let schedule = try NoiseSchedule(sc)
+        let sampler = try DDIMSampler(schedule: schedule, configuration: SamplerConfiguration(steps: p.steps, eta: p.eta, guidanceScale: p.guidance, fps: p.fps))
+        let f = config.vae.downsampleFactor
+        let (t, h, w, c) = (p.frames, p.height / f, p.width / f, config.unet.inChannels)
+        let shape = [1, c, t, h, w]
+        let cfg = ClassifierFreeGuidance(scale: p.guidance)
+        let batch = useUncond ? 2 : 1
+        let denoiser: Denoiser = { x, timestep, _ in
+            // [1, C, T, h, w] -> [T, h, w, C] (channels-last frames), duplicated for CFG.
+            let frames = try Ops.channelsLast(x).reshaped([t, h, w, c])
+            let xin = batch == 2 ? try Ops.concatRows([frames, frames]) : frames
+            let eps = try unet(x: xin, timesteps: Array(repeating: timestep, count: batch), context: context,
+                               fps: Array(repeating: p.fps, count: batch), frames: t)    // [B*T, h, w, C]
+            let first = try Ops.channelsFirst(try eps.reshaped([batch, t, h, w, c]))     // [B, C, T, h, w]
+            return batch == 2 ? try cfg.combine(batched: first, order: .conditionalFirst) : first
+        }
+        var run = try sampler.start(shape: shape, generator: TorchGenerator(seed: seed), denoiser: denoiser)
+        while let out = try run.next() {
+            onEvent(.step(step: out.stepIndex + 1, total: out.stepCount, timestep: out.timestep,
+                          seconds: seconds(out.stepDuration), latent: out.latent))
+        }
+        let latent = run.latent
+        timings["unet"] = seconds(clock.now - start)
+
+        // 3. VAE, frame by frame.
+        start = clock.now
+        let vae = try VAEDecoder.load(from: file, config: config.vae)
+        let z = try Ops.channelsLast(latent).reshaped([t, h, w, c])                     // [T, h, w, C]
+        var parts: [Tensor] = []
+        for i in 0..<t {
+            let s = clock.now
+            parts.append(try vae.decode(latents: try z.rows(i, 1)))                       // [1, H, W, 3]
+            onEvent(.decodedFrame(frame: i + 1, total: t, seconds: seconds(clock.now - s)))
+        }
+        let frames = try Ops.concatRows(parts)                                           // [T, H, W, 3]
+        timings["vae"] = seconds(clock.now - start)
+        return GenerationResult(seed: seed, latent: latent, frames: frames, parameters: p, timings: timings)
+    }
+}
