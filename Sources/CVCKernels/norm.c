@@ -18,10 +18,13 @@ static int64_t block_size(int64_t n, int64_t min_block) {
     return b;
 }
 
+// Dispatchers read the CPU features on the calling thread (vck_cpu_set_thread_mask covers the
+// whole call) and hand the decision to their pool tasks.
+
 // ---------------------------------------------------------------------------------------------
 // Pointwise activations
 // ---------------------------------------------------------------------------------------------
-typedef struct { const float *x; float *y; int64_t n, per; int act; } pw_ctx;
+typedef struct { const float *x; float *y; int64_t n, per; int act, avx; } pw_ctx;
 
 __attribute__((target("avx512f")))
 static void act_avx512(const float *x, float *y, int64_t n, int act) {
@@ -44,13 +47,13 @@ static void act_ref(const float *x, float *y, int64_t n, int act) {
 static void pw_task(void *vctx, int task) {
     pw_ctx *c = vctx;
     int64_t a = task * c->per, b = a + c->per < c->n ? a + c->per : c->n;
-    if (c->act >= 0 && vck_has(VCK_CPU_AVX512F)) act_avx512(c->x + a, c->y + a, b - a, c->act);
+    if (c->act >= 0 && c->avx) act_avx512(c->x + a, c->y + a, b - a, c->act);
     else act_ref(c->x + a, c->y + a, b - a, c->act < 0 ? -c->act : c->act);
 }
 
 /// act >= 0: the SIMD approximations; -act: the libm formula (bit-identical to the _ref twins).
 static void act_parallel(const float *x, float *y, size_t n, int act) {
-    pw_ctx c = {x, y, (int64_t)n, block_size((int64_t)n, 1 << 14), act};
+    pw_ctx c = {x, y, (int64_t)n, block_size((int64_t)n, 1 << 14), act, vck_has(VCK_CPU_AVX512F)};
     vck_parallel_for((int)(((int64_t)n + c.per - 1) / c.per), pw_task, &c);
 }
 
@@ -64,7 +67,7 @@ void vck_gelu_ref(const float *x, float *y, size_t n) { act_ref(x, y, (int64_t)n
 void vck_gelu(const float *x, float *y, size_t n) { act_parallel(x, y, n, -VCK_ACT_GELU); }
 void vck_gelu_fast(const float *x, float *y, size_t n) { act_parallel(x, y, n, VCK_ACT_GELU); }
 
-typedef struct { const float *x; float *y; int64_t rows, f, per; } geglu_ctx;
+typedef struct { const float *x; float *y; int64_t rows, f, per; int avx; } geglu_ctx;
 
 __attribute__((target("avx512f")))
 static void geglu_rows_avx512(const float *x, float *y, int64_t r0, int64_t r1, int64_t f) {
@@ -93,12 +96,12 @@ static void geglu_rows_ref(const float *x, float *y, int64_t r0, int64_t r1, int
 static void geglu_task(void *vctx, int task) {
     geglu_ctx *c = vctx;
     int64_t a = task * c->per, b = a + c->per < c->rows ? a + c->per : c->rows;
-    if (vck_has(VCK_CPU_AVX512F)) geglu_rows_avx512(c->x, c->y, a, b, c->f);
+    if (c->avx) geglu_rows_avx512(c->x, c->y, a, b, c->f);
     else geglu_rows_ref(c->x, c->y, a, b, c->f);
 }
 
 void vck_geglu(const float *x, float *y, int64_t rows, int64_t f) {
-    geglu_ctx c = {x, y, rows, f, block_size(rows, (1 << 14) / (f > 0 ? f : 1) + 1)};
+    geglu_ctx c = {x, y, rows, f, block_size(rows, (1 << 14) / (f > 0 ? f : 1) + 1), vck_has(VCK_CPU_AVX512F)};
     vck_parallel_for((int)((rows + c.per - 1) / c.per), geglu_task, &c);
 }
 
@@ -191,7 +194,7 @@ void vck_group_norm_stats(const float *x, int64_t nsamples, int64_t rows, int64_
 }
 
 typedef struct {
-    const float *x; float *y; int64_t rows, c, per; const float *scale, *shift; int act; int64_t total;
+    const float *x; float *y; int64_t rows, c, per; const float *scale, *shift; int act; int64_t total; int avx;
 } gna_ctx;
 
 __attribute__((target("avx512f")))
@@ -224,7 +227,7 @@ static void gn_apply_rows_ref(const float *x, float *y, int64_t n, int64_t c, co
 static void gn_apply_task(void *vctx, int task) {
     gna_ctx *g = vctx;
     int64_t a = task * g->per, b = a + g->per < g->total ? a + g->per : g->total;
-    int avx = vck_has(VCK_CPU_AVX512F);
+    int avx = g->avx;
     while (a < b) {
         int64_t s = a / g->rows, end = (s + 1) * g->rows < b ? (s + 1) * g->rows : b;
         const float *sc = g->scale + s * g->c, *sh = g->shift + s * g->c;
@@ -238,7 +241,7 @@ void vck_group_norm_apply(const float *x, float *y, int64_t nsamples, int64_t ro
                           const float *scale, const float *shift, int act) {
     int64_t total = nsamples * rows;
     if (total <= 0 || c <= 0) return;
-    gna_ctx g = {x, y, rows, c, block_size(total, (1 << 14) / c + 1), scale, shift, act, total};
+    gna_ctx g = {x, y, rows, c, block_size(total, (1 << 14) / c + 1), scale, shift, act, total, vck_has(VCK_CPU_AVX512F)};
     vck_parallel_for((int)((total + g.per - 1) / g.per), gn_apply_task, &g);
 }
 

@@ -81,8 +81,8 @@ struct AttentionKernelTests {
     func awkwardSizesMatchTheReference(d: Int) {
         KernelSettingsLock.run {
         for mask in [UInt32.max, 0] {
-            vck_cpu_set_mask(mask)
-            defer { vck_cpu_set_mask(.max) }
+            vck_cpu_set_thread_mask(mask)
+            defer { vck_cpu_set_thread_mask(.max) }
             for sq in Self.sizes {
                 for sk in Self.sizes {
                     let heads = 2, nseq = 2
@@ -104,8 +104,8 @@ struct AttentionKernelTests {
     @Test func causalMatchesTheReference() {
         KernelSettingsLock.run {
         for mask in [UInt32.max, 0] {
-            vck_cpu_set_mask(mask)
-            defer { vck_cpu_set_mask(.max) }
+            vck_cpu_set_thread_mask(mask)
+            defer { vck_cpu_set_thread_mask(.max) }
             for (sq, sk) in [(1, 1), (7, 7), (16, 16), (17, 17), (77, 77), (100, 100), (130, 130), (17, 40), (40, 17), (100, 7)] {
                 for d in [16, 40, 64] {
                     let (diff, refMax, same) = Self.compare(
