@@ -30,16 +30,16 @@ static void prenorm_row_ref(const float *src, const float *sc, const float *sh, 
     }
 }
 
-static void prenorm_row(const vck_prenorm *n, int64_t sample, const float *src, float *dst, int64_t c) {
+static void prenorm_row(const vck_prenorm *n, int avx, int64_t sample, const float *src, float *dst, int64_t c) {
     const float *sc = n->scale + sample * c, *sh = n->shift + sample * c;
-    if (vck_has(VCK_CPU_AVX512F)) prenorm_row_avx512(src, sc, sh, n->act, dst, c);
+    if (avx) prenorm_row_avx512(src, sc, sh, n->act, dst, c);
     else prenorm_row_ref(src, sc, sh, n->act, dst, c);
 }
 
 typedef struct {
     const float *x; int64_t h, w, cin, kh, kw, stride, pad, oh, ow;
     int64_t p0; float *col; int64_t k; int64_t rows_per_task; int64_t count;
-    int up; const vck_prenorm *norm;
+    int up; const vck_prenorm *norm; int avx;   // avx: read on the calling thread
 } im2col_ctx;
 
 // Rows [p0 + a, p0 + b) of the im2col matrix; pixel p = (img, oy, ox). With `up` the input is
@@ -69,8 +69,8 @@ static void im2col_task(void *vctx, int task) {
                 int64_t sy = c->up ? iy >> 1 : iy, sx = c->up ? ix >> 1 : ix;
                 const float *src = xi + (sy * c->w + sx) * c->cin;
                 if (c->norm) {
-                    if (taps == 1) { prenorm_row(c->norm, img / c->norm->imgs_per_sample, src, dst, c->cin); continue; }
-                    prenorm_row(c->norm, img / c->norm->imgs_per_sample, src, tmp, c->cin);
+                    if (taps == 1) { prenorm_row(c->norm, c->avx, img / c->norm->imgs_per_sample, src, dst, c->cin); continue; }
+                    prenorm_row(c->norm, c->avx, img / c->norm->imgs_per_sample, src, tmp, c->cin);
                     src = tmp;
                 }
                 if (taps == 1) memcpy(dst, src, sizeof(float) * (size_t)c->cin);
@@ -97,10 +97,10 @@ void vck_conv2d_nhwc_ex(const float *x, int64_t nimg, int64_t h, int64_t w, int6
     if (chunk < 1) chunk = 1;
     if (chunk > total) chunk = total;
     float *col = vck_alloc((size_t)chunk * (size_t)k * sizeof(float));
-    int threads = vck_get_threads();
+    int threads = vck_get_threads(), avx = vck_has(VCK_CPU_AVX512F);
     for (int64_t p0 = 0; p0 < total; p0 += chunk) {
         int64_t count = total - p0 < chunk ? total - p0 : chunk;
-        im2col_ctx c = {x, h, w, cin, kh, kw, stride, pad, oh, ow, p0, col, k, 0, count, upsample2x, norm};
+        im2col_ctx c = {x, h, w, cin, kh, kw, stride, pad, oh, ow, p0, col, k, 0, count, upsample2x, norm, avx};
         int tasks = threads * 4;
         c.rows_per_task = (count + tasks - 1) / tasks;
         if (c.rows_per_task < 1) c.rows_per_task = 1;
@@ -119,7 +119,7 @@ void vck_conv2d_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t
 
 typedef struct {
     const float *x; int64_t t, hw, cin, kt; int64_t p0, count, rows_per_task; float *col;
-    const vck_prenorm *norm;
+    const vck_prenorm *norm; int avx;
 } tcol_ctx;
 
 static void tcol_task(void *vctx, int task) {
@@ -139,7 +139,7 @@ static void tcol_task(void *vctx, int task) {
             } else {
                 const float *src = c->x + ((s * c->t + tt) * c->hw + pix) * c->cin;
                 if (c->norm) {
-                    prenorm_row(c->norm, s / c->norm->imgs_per_sample, src, tmp, c->cin);
+                    prenorm_row(c->norm, c->avx, s / c->norm->imgs_per_sample, src, tmp, c->cin);
                     src = tmp;
                 }
                 for (int64_t ci = 0; ci < c->cin; ci++) dst[ci * c->kt + j] = src[ci];
@@ -158,10 +158,10 @@ void vck_conv_temporal_ex(const float *x, int64_t nseq, int64_t t, int64_t hw, i
     if (chunk < 1) chunk = 1;
     if (chunk > total) chunk = total;
     float *col = vck_alloc((size_t)chunk * (size_t)k * sizeof(float));
-    int threads = vck_get_threads();
+    int threads = vck_get_threads(), avx = vck_has(VCK_CPU_AVX512F);
     for (int64_t p0 = 0; p0 < total; p0 += chunk) {
         int64_t count = total - p0 < chunk ? total - p0 : chunk;
-        tcol_ctx c = {x, t, hw, cin, kt, p0, count, 0, col, norm};
+        tcol_ctx c = {x, t, hw, cin, kt, p0, count, 0, col, norm, avx};
         int tasks = threads * 4;
         c.rows_per_task = (count + tasks - 1) / tasks;
         if (c.rows_per_task < 1) c.rows_per_task = 1;

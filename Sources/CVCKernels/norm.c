@@ -18,10 +18,13 @@ static int64_t block_size(int64_t n, int64_t min_block) {
     return b;
 }
 
+// Dispatchers read the CPU features on the calling thread (vck_cpu_set_thread_mask covers the
+// whole call) and hand the decision to their pool tasks.
+
 // ---------------------------------------------------------------------------------------------
 // Pointwise activations
 // ---------------------------------------------------------------------------------------------
-typedef struct { const float *x; float *y; int64_t n, per; int act; } pw_ctx;
+typedef struct { const float *x; float *y; int64_t n, per; int act, avx; } pw_ctx;
 
 __attribute__((target("avx512f")))
 static void act_avx512(const float *x, float *y, int64_t n, int act) {
@@ -44,13 +47,13 @@ static void act_ref(const float *x, float *y, int64_t n, int act) {
 static void pw_task(void *vctx, int task) {
     pw_ctx *c = vctx;
     int64_t a = task * c->per, b = a + c->per < c->n ? a + c->per : c->n;
-    if (c->act >= 0 && vck_has(VCK_CPU_AVX512F)) act_avx512(c->x + a, c->y + a, b - a, c->act);
+    if (c->act >= 0 && c->avx) act_avx512(c->x + a, c->y + a, b - a, c->act);
     else act_ref(c->x + a, c->y + a, b - a, c->act < 0 ? -c->act : c->act);
 }
 
 /// act >= 0: the SIMD approximations; -act: the libm formula (bit-identical to the _ref twins).
 static void act_parallel(const float *x, float *y, size_t n, int act) {
-    pw_ctx c = {x, y, (int64_t)n, block_size((int64_t)n, 1 << 14), act};
+    pw_ctx c = {x, y, (int64_t)n, block_size((int64_t)n, 1 << 14), act, vck_has(VCK_CPU_AVX512F)};
     vck_parallel_for((int)(((int64_t)n + c.per - 1) / c.per), pw_task, &c);
 }
 
@@ -64,7 +67,7 @@ void vck_gelu_ref(const float *x, float *y, size_t n) { act_ref(x, y, (int64_t)n
 void vck_gelu(const float *x, float *y, size_t n) { act_parallel(x, y, n, -VCK_ACT_GELU); }
 void vck_gelu_fast(const float *x, float *y, size_t n) { act_parallel(x, y, n, VCK_ACT_GELU); }
 
-typedef struct { const float *x; float *y; int64_t rows, f, per; } geglu_ctx;
+typedef struct { const float *x; float *y; int64_t rows, f, per; int avx; } geglu_ctx;
 
 __attribute__((target("avx512f")))
 static void geglu_rows_avx512(const float *x, float *y, int64_t r0, int64_t r1, int64_t f) {
@@ -93,12 +96,12 @@ static void geglu_rows_ref(const float *x, float *y, int64_t r0, int64_t r1, int
 static void geglu_task(void *vctx, int task) {
     geglu_ctx *c = vctx;
     int64_t a = task * c->per, b = a + c->per < c->rows ? a + c->per : c->rows;
-    if (vck_has(VCK_CPU_AVX512F)) geglu_rows_avx512(c->x, c->y, a, b, c->f);
+    if (c->avx) geglu_rows_avx512(c->x, c->y, a, b, c->f);
     else geglu_rows_ref(c->x, c->y, a, b, c->f);
 }
 
 void vck_geglu(const float *x, float *y, int64_t rows, int64_t f) {
-    geglu_ctx c = {x, y, rows, f, block_size(rows, (1 << 14) / (f > 0 ? f : 1) + 1)};
+    geglu_ctx c = {x, y, rows, f, block_size(rows, (1 << 14) / (f > 0 ? f : 1) + 1), vck_has(VCK_CPU_AVX512F)};
     vck_parallel_for((int)((rows + c.per - 1) / c.per), geglu_task, &c);
 }
 
@@ -114,6 +117,21 @@ typedef struct {
     double *part;         // [nsamples, nblk, c]
 } gns_ctx;
 
+// Per-channel sums over rows (channels are independent: vectorising across them keeps the order
+// of every sum, so the clones agree bit for bit).
+VCK_CLONES static void gn_sum_rows(const float *x, int64_t rows, int64_t c, double *acc) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < c; j++) acc[j] += x[r * c + j];
+}
+
+VCK_CLONES static void gn_sq_rows(const float *x, int64_t rows, int64_t c, const double *mean_c, double *acc) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < c; j++) {
+            double d = (double)x[r * c + j] - mean_c[j];
+            acc[j] += d * d;
+        }
+}
+
 static void gn_sum_task(void *vctx, int task) {
     gns_ctx *g = vctx;
     int64_t s = task / g->nblk, blk = task % g->nblk, c = g->c;
@@ -122,22 +140,20 @@ static void gn_sum_task(void *vctx, int task) {
     double *acc = g->part + ((size_t)s * (size_t)g->nblk + (size_t)blk) * (size_t)c;
     memset(acc, 0, sizeof(double) * (size_t)c);
     if (!g->mean) {
-        for (int64_t r = r0; r < r1; r++)
-            for (int64_t j = 0; j < c; j++) acc[j] += x[r * c + j];
+        gn_sum_rows(x + r0 * c, r1 - r0, c, acc);
     } else {
         int64_t cg = c / g->groups;
         const double *mean = g->mean + s * g->groups;
         double *mc = vck_alloc(sizeof(double) * (size_t)c);   // the group mean of each channel
         for (int64_t j = 0; j < c; j++) mc[j] = mean[j / cg];
-        for (int64_t r = r0; r < r1; r++)
-            for (int64_t j = 0; j < c; j++) { double d = x[r * c + j] - mc[j]; acc[j] += d * d; }
+        gn_sq_rows(x + r0 * c, r1 - r0, c, mc, acc);
         vck_free(mc);
     }
 }
 
 void vck_group_norm_stats(const float *x, int64_t nsamples, int64_t rows, int64_t c, int64_t groups,
                           const float *gamma, const float *beta, float eps, float *scale, float *shift) {
-    if (nsamples <= 0 || c <= 0 || groups <= 0) return;
+    if (nsamples <= 0 || rows <= 0 || c <= 0 || groups <= 0 || c % groups != 0) return;
     // Row blocks depend on the shape only (up to 16 per sample, at least 64 rows each), so the
     // reduction order and the result do not depend on the thread count.
     int64_t rpb = (rows + 15) / 16;
@@ -178,7 +194,7 @@ void vck_group_norm_stats(const float *x, int64_t nsamples, int64_t rows, int64_
 }
 
 typedef struct {
-    const float *x; float *y; int64_t rows, c, per; const float *scale, *shift; int act; int64_t total;
+    const float *x; float *y; int64_t rows, c, per; const float *scale, *shift; int act; int64_t total; int avx;
 } gna_ctx;
 
 __attribute__((target("avx512f")))
@@ -211,7 +227,7 @@ static void gn_apply_rows_ref(const float *x, float *y, int64_t n, int64_t c, co
 static void gn_apply_task(void *vctx, int task) {
     gna_ctx *g = vctx;
     int64_t a = task * g->per, b = a + g->per < g->total ? a + g->per : g->total;
-    int avx = vck_has(VCK_CPU_AVX512F);
+    int avx = g->avx;
     while (a < b) {
         int64_t s = a / g->rows, end = (s + 1) * g->rows < b ? (s + 1) * g->rows : b;
         const float *sc = g->scale + s * g->c, *sh = g->shift + s * g->c;
@@ -225,13 +241,13 @@ void vck_group_norm_apply(const float *x, float *y, int64_t nsamples, int64_t ro
                           const float *scale, const float *shift, int act) {
     int64_t total = nsamples * rows;
     if (total <= 0 || c <= 0) return;
-    gna_ctx g = {x, y, rows, c, block_size(total, (1 << 14) / c + 1), scale, shift, act, total};
+    gna_ctx g = {x, y, rows, c, block_size(total, (1 << 14) / c + 1), scale, shift, act, total, vck_has(VCK_CPU_AVX512F)};
     vck_parallel_for((int)((total + g.per - 1) / g.per), gn_apply_task, &g);
 }
 
 void vck_group_norm(const float *x, float *y, int64_t nsamples, int64_t rows, int64_t c,
                     int64_t groups, const float *gamma, const float *beta, float eps, int act) {
-    if (nsamples <= 0 || c <= 0) return;
+    if (nsamples <= 0 || rows <= 0 || c <= 0 || groups <= 0 || c % groups != 0) return;
     float *sc = vck_alloc(sizeof(float) * (size_t)(nsamples * c));
     float *sh = vck_alloc(sizeof(float) * (size_t)(nsamples * c));
     vck_group_norm_stats(x, nsamples, rows, c, groups, gamma, beta, eps, sc, sh);
@@ -272,6 +288,16 @@ void vck_group_norm_ref(const float *x, float *y, int64_t nsamples, int64_t rows
 // ---------------------------------------------------------------------------------------------
 typedef struct { const float *x; float *y; int64_t rows, c, per; const float *gamma, *beta; float eps; } ln_ctx;
 
+// The normalisation of a row is elementwise (the clones agree bit for bit); the two sums stay
+// scalar, in order.
+VCK_CLONES static void ln_apply_row(const float *x, float *y, int64_t c, double mean, double rstd, const float *gamma,
+                                    const float *beta) {
+    for (int64_t j = 0; j < c; j++) {
+        float n = (float)((x[j] - mean) * rstd);
+        y[j] = n * (gamma ? gamma[j] : 1.0f) + (beta ? beta[j] : 0.0f);
+    }
+}
+
 static void ln_task(void *vctx, int task) {
     ln_ctx *l = vctx;
     int64_t a = task * l->per, b = a + l->per < l->rows ? a + l->per : l->rows;
@@ -283,10 +309,7 @@ static void ln_task(void *vctx, int task) {
         double mean = s / (double)l->c, v = 0;
         for (int64_t j = 0; j < l->c; j++) { double d = x[j] - mean; v += d * d; }
         double rstd = 1.0 / sqrt(v / (double)l->c + (double)l->eps);
-        for (int64_t j = 0; j < l->c; j++) {
-            float n = (float)((x[j] - mean) * rstd);
-            y[j] = n * (l->gamma ? l->gamma[j] : 1.0f) + (l->beta ? l->beta[j] : 0.0f);
-        }
+        ln_apply_row(x, y, l->c, mean, rstd, l->gamma, l->beta);
     }
 }
 
@@ -311,17 +334,34 @@ void vck_softmax_rows_ref(float *x, int64_t rows, int64_t c) {
     }
 }
 
-void vck_softmax_rows(float *x, int64_t rows, int64_t c) { vck_softmax_rows_ref(x, rows, c); }
+typedef struct { float *x; int64_t rows, c, per; } sm_ctx;
+
+static void softmax_task(void *vctx, int task) {
+    sm_ctx *m = vctx;
+    int64_t a = task * m->per, n = m->rows - a < m->per ? m->rows - a : m->per;
+    vck_softmax_rows_ref(m->x + a * m->c, n, m->c);
+}
+
+/// The twin's formula, rows split over the pool (bit-identical to vck_softmax_rows_ref).
+void vck_softmax_rows(float *x, int64_t rows, int64_t c) {
+    if (rows <= 0 || c <= 0) return;
+    sm_ctx m = {x, rows, c, block_size(rows, (1 << 14) / c + 1)};
+    vck_parallel_for((int)((rows + m.per - 1) / m.per), softmax_task, &m);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Adds and scales (parallel element blocks; the loops auto-vectorise)
 // ---------------------------------------------------------------------------------------------
 typedef struct { const float *a, *b; float *y; int64_t n, per, c; float s; } ew_ctx;
 
+VCK_CLONES static void add_range(const float *a, const float *b, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
 static void add_task(void *vctx, int task) {
     ew_ctx *e = vctx;
     int64_t a = task * e->per, b = a + e->per < e->n ? a + e->per : e->n;
-    for (int64_t i = a; i < b; i++) e->y[i] = e->a[i] + e->b[i];
+    add_range(e->a + a, e->b + a, e->y + a, b - a);
 }
 
 void vck_add(const float *a, const float *b, float *y, size_t n) {
@@ -332,8 +372,7 @@ void vck_add(const float *a, const float *b, float *y, size_t n) {
 static void add_row_task(void *vctx, int task) {
     ew_ctx *e = vctx;
     int64_t a = task * e->per, b = a + e->per < e->n ? a + e->per : e->n;
-    for (int64_t r = a; r < b; r++)
-        for (int64_t j = 0; j < e->c; j++) e->y[r * e->c + j] = e->a[r * e->c + j] + e->b[j];
+    for (int64_t r = a; r < b; r++) add_range(e->a + r * e->c, e->b, e->y + r * e->c, e->c);
 }
 
 void vck_add_row_vector(const float *x, const float *v, float *y, int64_t rows, int64_t c) {
@@ -341,10 +380,14 @@ void vck_add_row_vector(const float *x, const float *v, float *y, int64_t rows, 
     vck_parallel_for((int)((rows + e.per - 1) / e.per), add_row_task, &e);
 }
 
+VCK_CLONES static void scale_range(float *y, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] *= s;
+}
+
 static void scale_task(void *vctx, int task) {
     ew_ctx *e = vctx;
     int64_t a = task * e->per, b = a + e->per < e->n ? a + e->per : e->n;
-    for (int64_t i = a; i < b; i++) e->y[i] *= e->s;
+    scale_range(e->y + a, e->s, b - a);
 }
 
 void vck_scale(float *x, float s, size_t n) {

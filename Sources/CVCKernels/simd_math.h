@@ -37,8 +37,7 @@ static inline __m512 vck_silu_avx512(__m512 v) {
 /// x >= 0 and erfc(z)/2 for x < 0 with z = |x| / sqrt 2 (no cancellation for negative x).
 __attribute__((target("avx512f"), always_inline))
 static inline __m512 vck_gelu_avx512(__m512 x) {
-    const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
-    __m512 z = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_castps_si512(absmask))), _mm512_set1_ps(0.70710678118654752440f));
+    __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752440f));
     __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(z, _mm512_set1_ps(0.4f), _mm512_set1_ps(1.0f)));
     __m512 p = _mm512_set1_ps(-0.03097468428313732f);
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.148826465010643f));

@@ -1,4 +1,5 @@
 import CVCKernels
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,6 +15,8 @@ public final class Storage: @unchecked Sendable {
 
     enum Owner {
         case heap
+        /// A large anonymous mapping of `size` bytes, returned to the buffer cache when freed.
+        case pooled(Int)
         case mapped(MappedFile)
     }
 
@@ -30,6 +33,16 @@ public final class Storage: @unchecked Sendable {
 
     private init(byteCount: Int, zeroed: Bool) {
         let n = max(byteCount, 1)
+        if n >= BufferCache.minimumBytes {
+            let size = BufferCache.roundedSize(n)
+            let (p, fresh) = BufferCache.take(size)
+            if zeroed && !fresh { memset(p, 0, n) }   // fresh anonymous pages are already zero
+            self.base = p
+            self.byteCount = byteCount
+            self.owner = .pooled(size)
+            Storage.track(size)
+            return
+        }
         var p: UnsafeMutableRawPointer? = nil
         let rounded = (n + 63) & ~63
         if posix_memalign(&p, 64, rounded) != 0 || p == nil {
@@ -40,7 +53,33 @@ public final class Storage: @unchecked Sendable {
         self.base = p!
         self.byteCount = byteCount
         self.owner = .heap
+        Storage.track(rounded)
     }
+
+    // Bytes of owned (heap) storage alive now and the high-water mark since the last reset: the
+    // tensor part of a model's memory, without weights mapped from files, scratch of the kernels
+    // or allocator caching.
+    private static let live = Atomic<Int>(0)
+    private static let peak = Atomic<Int>(0)
+
+    private static func track(_ delta: Int) {
+        let now = live.add(delta, ordering: .relaxed).newValue
+        if delta > 0 {
+            var p = peak.load(ordering: .relaxed)
+            while now > p {
+                let (exchanged, original) = peak.compareExchange(expected: p, desired: now, ordering: .relaxed)
+                if exchanged { break }
+                p = original
+            }
+        }
+    }
+
+    /// Bytes of heap storage alive now.
+    public static var liveHeapBytes: Int { live.load(ordering: .relaxed) }
+    /// The most heap storage alive at once since the last `resetPeakHeapBytes()`.
+    public static var peakHeapBytes: Int { peak.load(ordering: .relaxed) }
+    /// Starts a new high-water mark at the current live bytes.
+    public static func resetPeakHeapBytes() { peak.store(live.load(ordering: .relaxed), ordering: .relaxed) }
 
     init(mapped file: MappedFile, offset: Int, byteCount: Int) {
         self.base = file.base.advanced(by: offset)
@@ -49,10 +88,28 @@ public final class Storage: @unchecked Sendable {
     }
 
     deinit {
-        if case .heap = owner { free(base) }
+        switch owner {
+        case .heap:
+            free(base)
+            Storage.track(-((max(byteCount, 1) + 63) & ~63))
+        case let .pooled(size):
+            BufferCache.give(base, size)
+            Storage.track(-size)
+        case .mapped:
+            break
+        }
     }
 
     public var isMapped: Bool { if case .mapped = owner { return true } else { return false } }
+
+    /// Most bytes of freed large buffers kept for reuse (see `BufferCache`); 0 returns every
+    /// freed buffer to the system at once. Default 512 MiB.
+    public static func setBufferCacheLimit(_ bytes: Int) { BufferCache.setLimit(bytes) }
+    /// Bytes of freed large buffers currently kept for reuse.
+    public static var bufferCacheBytes: Int { BufferCache.cachedBytes }
+    /// Returns every cached buffer to the system (e.g. after loading, whose temporaries have other
+    /// sizes than the activations); the limit stays.
+    public static func trimBufferCache() { BufferCache.trim() }
 
     /// A copy of the bytes in `range` (bounds-checked).
     public func bytes(_ range: Range<Int>) throws -> [UInt8] {
@@ -66,6 +123,80 @@ public final class Storage: @unchecked Sendable {
     public func crc32c(_ range: Range<Int>) -> UInt32 {
         precondition(range.lowerBound >= 0 && range.upperBound <= byteCount)
         return vck_crc32c(0, base.advanced(by: range.lowerBound), range.count)
+    }
+}
+
+/// The activation arena: large owned buffers (>= 1 MiB) are anonymous mappings (transparent huge
+/// pages requested from 4 MiB on, so a 100 MB activation costs ~50 page faults instead of
+/// 25,000, and strided temporal access misses the TLB less). A freed one is kept, up to a total
+/// limit, and handed out again for a request of the same rounded size: a UNet call allocates the
+/// same shapes at every step, so in steady state the faults and the zeroing of fresh pages are
+/// avoided. Beyond the limit, buffers go back to the system at once (RSS stays bounded).
+enum BufferCache {
+    static let minimumBytes = 1 << 20
+    private static let hugeMinimum = 4 << 20
+    private static let hugePage = 2 << 20
+
+    private struct State {
+        var free: [Int: [UInt]] = [:]   // rounded size -> addresses
+        var cached = 0
+        var limit = 512 << 20
+    }
+    private static let state = Mutex(State())
+
+    static func roundedSize(_ n: Int) -> Int {
+        n >= hugeMinimum ? (n + hugePage - 1) & ~(hugePage - 1) : (n + 65535) & ~65535
+    }
+
+    /// A buffer of `size` bytes, and whether it is freshly mapped (zero-filled).
+    static func take(_ size: Int) -> (UnsafeMutableRawPointer, Bool) {
+        let cached: UInt? = state.withLock { s in
+            guard var list = s.free[size], let a = list.popLast() else { return nil }
+            s.free[size] = list.isEmpty ? nil : list
+            s.cached -= size
+            return a
+        }
+        if let a = cached, let p = UnsafeMutableRawPointer(bitPattern: a) { return (p, false) }
+        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+            // A bounded request failed: the machine is out of memory; nothing sensible remains.
+            preconditionFailure("out of memory mapping \(size) bytes")
+        }
+        if size >= hugeMinimum { _ = madvise(p, size, MADV_HUGEPAGE) }
+        return (p, true)
+    }
+
+    static func give(_ p: UnsafeMutableRawPointer, _ size: Int) {
+        let kept = state.withLock { s -> Bool in
+            guard s.cached + size <= s.limit else { return false }
+            s.free[size, default: []].append(UInt(bitPattern: p))
+            s.cached += size
+            return true
+        }
+        if !kept { munmap(p, size) }
+    }
+
+    static func setLimit(_ bytes: Int) {
+        var release: [(UInt, Int)] = []
+        state.withLock { s in
+            s.limit = max(0, bytes)
+            // Drop the largest buffers first until the cache fits.
+            for size in s.free.keys.sorted(by: >) where s.cached > s.limit {
+                while s.cached > s.limit, var list = s.free[size], let a = list.popLast() {
+                    s.free[size] = list.isEmpty ? nil : list
+                    s.cached -= size
+                    release.append((a, size))
+                }
+            }
+        }
+        for (a, size) in release { if let p = UnsafeMutableRawPointer(bitPattern: a) { munmap(p, size) } }
+    }
+
+    static var cachedBytes: Int { state.withLock { $0.cached } }
+
+    static func trim() {
+        let limit = state.withLock { $0.limit }
+        setLimit(0)
+        setLimit(limit)
     }
 }
 

@@ -36,14 +36,6 @@ public struct Tensor: Sendable {
         self.byteOffset = 0
     }
 
-    /// A new zero-filled tensor, or a `shapeMismatch` error for a negative or overflowing shape.
-    public static func zeros(_ shape: [Int], dtype: DType = .f32) throws -> Tensor {
-        guard dtype.byteCount(shape: shape) != nil else {
-            throw TensorError.shapeMismatch("invalid shape \(shape) for \(dtype.rawValue)")
-        }
-        return Tensor(zeros: shape, dtype: dtype)
-    }
-
     /// A new tensor whose contents are unspecified (for op outputs that are overwritten
     /// completely).
     public init(uninitialized shape: [Int], dtype: DType = .f32) {
@@ -52,6 +44,14 @@ public struct Tensor: Sendable {
         self.dtype = dtype
         self.storage = Storage(uninitializedByteCount: bytes)
         self.byteOffset = 0
+    }
+
+    /// A new zero-filled tensor, or a `shapeMismatch` error for a negative or overflowing shape.
+    public static func zeros(_ shape: [Int], dtype: DType = .f32) throws -> Tensor {
+        guard dtype.byteCount(shape: shape) != nil else {
+            throw TensorError.shapeMismatch("invalid shape \(shape) for \(dtype.rawValue)")
+        }
+        return Tensor(zeros: shape, dtype: dtype)
     }
 
     /// A new f32 tensor holding `values` (count must match the shape).

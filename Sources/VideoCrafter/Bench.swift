@@ -56,14 +56,66 @@ public final class RandomWeights: ShapedTensorSource, @unchecked Sendable {
     }
 }
 
+/// Serves the linear/conv weights (rank >= 2 `.weight` tensors) of another source converted to a
+/// weight type; norms, biases and everything else as stored.
+public struct ConvertingSource: TensorSource {
+    public let base: any TensorSource
+    public let target: DType
+
+    public init(base: any TensorSource, target: DType) {
+        self.base = base
+        self.target = target
+    }
+
+    public var tensorNames: [String] { base.tensorNames }
+
+    public func tensor(named name: String) throws -> Tensor? {
+        guard let t = try base.tensor(named: name) else { return nil }
+        return name.hasSuffix(".weight") && t.rank >= 2 ? try t.converted(to: target) : t
+    }
+}
+
+/// Passes a source through and records what was bound: total bytes and the type of the
+/// linear/conv weights.
+final class BoundWeights: ShapedTensorSource, @unchecked Sendable {
+    let base: any TensorSource
+    private let lock = NSLock()
+    private var bytes = 0
+    private var matrix: DType?
+
+    init(_ base: any TensorSource) { self.base = base }
+
+    var tensorNames: [String] { base.tensorNames }
+    var byteCount: Int { lock.withLock { bytes } }
+    var matrixType: DType? { lock.withLock { matrix } }
+
+    func tensor(named name: String) throws -> Tensor? { try record(name, base.tensor(named: name)) }
+
+    func tensor(named name: String, shape: [Int]) throws -> Tensor? {
+        if let shaped = base as? any ShapedTensorSource { return try record(name, shaped.tensor(named: name, shape: shape)) }
+        return try record(name, base.tensor(named: name))
+    }
+
+    private func record(_ name: String, _ t: Tensor?) -> Tensor? {
+        guard let t else { return nil }
+        lock.withLock {
+            bytes += t.byteCount
+            if matrix == nil, name.hasSuffix(".weight"), t.rank >= 2 { matrix = t.dtype }
+        }
+        return t
+    }
+}
+
 /// What to benchmark.
 public struct BenchOptions: Sendable {
-    /// A weights file (safetensors with `model.diffusion_model.*` keys); nil: random weights.
+    /// A weights file or folder with `model.diffusion_model.*` keys (anything `TensorFiles.open`
+    /// reads: safetensors, a PyTorch checkpoint); nil: random weights.
     public var modelPath: String?
     /// The architecture of the random model.
     public var randomModel: ModelKind = .vc2
-    /// Type of the linear/conv weights of the random model.
-    public var weightType: DType = .q8_0
+    /// Type of the linear/conv weights (norms and biases stay f32). nil: q8_0 for random weights,
+    /// as stored for a model file.
+    public var weightType: DType?
     public var frames = 16
     /// Pixel height and width (the latent is 1/8 of each).
     public var height = 320
@@ -142,6 +194,10 @@ public struct BenchReport: Sendable, Codable {
     /// reset before the calls where the kernel allows it), MiB.
     public var rssAfterLoadMiB: Double
     public var peakRSSDuringCallsMiB: Double
+    /// The most activation tensor memory (heap storage, weights excluded) alive at once during a
+    /// call, MiB, and the observer event that ends the layer where it happened.
+    public var peakTensorMiB: Double
+    public var peakTensorEvent: String
     /// getrusage ru_maxrss of the whole process, MiB.
     public var maxRSSMiB: Double
     public var loadAverageBefore: String
@@ -170,26 +226,22 @@ public enum Bench {
         let started = ContinuousClock.now
         let source: any TensorSource
         let modelName: String
-        var weightType = o.weightType
         if let path = o.modelPath {
-            source = try SafetensorsFile(path: path)
+            let file = try TensorFiles.open(path)
+            source = o.weightType.map { ConvertingSource(base: file, target: $0) } ?? file
             modelName = path
         } else {
             guard o.randomModel == .vc2 else { throw BenchError.badOption("random \(o.randomModel.rawValue) weights are not available (vc2 only)") }
-            source = RandomWeights(weightType: o.weightType)
+            source = RandomWeights(weightType: o.weightType ?? .q8_0)
             modelName = "random vc2"
         }
-        progress("binding \(modelName) UNet weights (\(o.weightType.rawValue))")
-        let net = try UNet3D(config: config, weights: source)
+        progress("binding \(modelName) UNet weights" + (o.weightType.map { " (linear/conv weights as \($0.rawValue))" } ?? ""))
+        let recorder = BoundWeights(source)
+        let net = try UNet3D(config: config, weights: recorder)
         let loadSeconds = Self.seconds(ContinuousClock.now - started)
-        var weightBytes = 0
-        if let r = source as? RandomWeights { weightBytes = r.byteCount }
-        if let f = source as? SafetensorsFile {
-            weightBytes = f.entries.filter { $0.name.hasPrefix(UNet3D.prefix) }.reduce(0) { $0 + $1.end - $1.begin }
-            if let w = f.entries.first(where: { $0.name.hasSuffix("in_layers.2.weight") }), let t = SafetensorsFile.dtype(named: w.dtypeName) {
-                weightType = t
-            }
-        }
+        let weightBytes = recorder.byteCount
+        let weightType = recorder.matrixType ?? .f32
+        Storage.trimBufferCache()   // load-time temporaries (f32 weights before conversion) are not activations
         let rssLoad = Self.memory().rss
 
         let (lh, lw) = (o.height / 8, o.width / 8)
@@ -205,10 +257,13 @@ public enum Bench {
         }
         Self.resetPeakRSS()
         var calls: [Double] = [], cpu: [Double] = [], sys: [Double] = []
+        var peakTensor = 0, peakEvent = ""
         var perEvent: [[String: Double]] = []
         for i in 0..<o.repeats {
             progress("timed call \(i + 1)/\(o.repeats): batch \(o.batch), \(o.frames) frames, latent \(lh)x\(lw)")
             let rec = EventTimer()
+            let baseline = Storage.liveHeapBytes
+            Storage.resetPeakHeapBytes()
             let c0 = Self.cpuTimes()
             let t0 = ContinuousClock.now
             rec.last = t0
@@ -220,6 +275,7 @@ public enum Bench {
             cpu.append(c1.user + c1.system - c0.user - c0.system)
             sys.append(c1.system - c0.system)
             perEvent.append(rec.times)
+            if rec.peakBytes - baseline > peakTensor { peakTensor = rec.peakBytes - baseline; peakEvent = rec.peakEvent }
             progress(String(format: "  %.2f s (CPU %.1f s, of which system %.1f s)", s, cpu.last ?? 0, sys.last ?? 0))
         }
         let peakDuring = Self.memory().hwm
@@ -258,7 +314,7 @@ public enum Bench {
             loadSeconds: loadSeconds, calls: calls, cpuSeconds: cpu, systemSeconds: sys, medianSeconds: median, gflop: lin + conv + att, linearGflop: lin,
             convGflop: conv, attentionGflop: att, gflops: (lin + conv + att) / median, peakGflops: gemmPeak,
             percentOfPeak: 100 * ideal / median, components: components, rssAfterLoadMiB: rssLoad,
-            peakRSSDuringCallsMiB: peakDuring, maxRSSMiB: Self.maxRSS(), loadAverageBefore: loadBefore,
+            peakRSSDuringCallsMiB: peakDuring, peakTensorMiB: Double(peakTensor) / 1_048_576, peakTensorEvent: peakEvent, maxRSSMiB: Self.maxRSS(), loadAverageBefore: loadBefore,
             loadAverageAfter: Self.loadAverage())
     }
 
@@ -266,15 +322,16 @@ public enum Bench {
     public static func text(_ r: BenchReport) -> String {
         var s = "UNet call: \(r.model), \(r.weightType) weights (\(String(format: "%.2f", Double(r.weightBytes) / 1_073_741_824)) GiB), "
         s += "batch \(r.batch) x \(r.frames) frames, \(r.height)x\(r.width) (latent \(r.latent[1])x\(r.latent[2])), \(r.threads) threads\n"
-        s += String(format: "time %.2f s (median of %d: %@), %.0f GFLOP -> %.1f GFLOP/s, %.0f%% of peak\n",
-                    r.medianSeconds, r.calls.count, r.calls.map { String(format: "%.2f", $0) }.joined(separator: ", "),
-                    r.gflop, r.gflops, r.percentOfPeak)
+        s += String(format: "time %.2f s (median of %d: ", r.medianSeconds, r.calls.count)
+        s += r.calls.map { String(format: "%.2f", $0) }.joined(separator: ", ")
+        s += String(format: "), %.0f GFLOP -> %.1f GFLOP/s, %.0f%% of peak\n", r.gflop, r.gflops, r.percentOfPeak)
         s += String(format: "  CPU time per call (user + system, median): %.1f s (system %.1f s) = %.1f s per thread\n",
                     Self.median(r.cpuSeconds), Self.median(r.systemSeconds), Self.median(r.cpuSeconds) / Double(max(r.threads, 1)))
         s += String(format: "  FLOP: linear %.0f G, conv %.0f G, attention %.0f G; GEMM peak %.0f GFLOP/s (attention at %.0f)\n",
                     r.linearGflop, r.convGflop, r.attentionGflop, r.peakGflops, MachinePeak.f32GFLOPS)
         s += String(format: "  weights bound in %.1f s; RSS after load %.0f MiB, peak during calls %.0f MiB, process max %.0f MiB\n",
                     r.loadSeconds, r.rssAfterLoadMiB, r.peakRSSDuringCallsMiB, r.maxRSSMiB)
+        s += String(format: "  activation tensors: at most %.0f MiB alive at once", r.peakTensorMiB) + " (in the layer ending at \(r.peakTensorEvent))\n"
         s += "  load average before: \(r.loadAverageBefore); after: \(r.loadAverageAfter)\n"
         s += "  component                 seconds   share     GFLOP   GFLOP/s  % of peak\n"
         for c in r.components where c.seconds > 0 || c.gflop > 0 {
@@ -338,14 +395,20 @@ public enum Bench {
     }
 }
 
-/// Attributes the wall time between consecutive observer events to the later event.
+/// Attributes the wall time between consecutive observer events to the later event, and the
+/// most tensor (heap storage) memory alive in between.
 final class EventTimer {
     var last = ContinuousClock.now
     var times: [String: Double] = [:]
+    var peakBytes = 0
+    var peakEvent = ""
 
     func mark(_ event: String) {
         let now = ContinuousClock.now
         times[event, default: 0] += Bench.seconds(now - last)
         last = now
+        let p = Storage.peakHeapBytes
+        if p > peakBytes { peakBytes = p; peakEvent = event }
+        Storage.resetPeakHeapBytes()
     }
 }

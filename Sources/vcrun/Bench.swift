@@ -20,8 +20,8 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Random weights for this architecture (vc2).")
     var random: String = "vc2"
 
-    @Option(name: .long, help: "Weight type of the random linear/conv weights: q8, bf16, f16 or f32.")
-    var type: String = "q8"
+    @Option(name: .long, help: "Weight type of the linear/conv weights: q8, bf16, f16 or f32 (default: q8 for random weights, as stored for --model).")
+    var type: String?
 
     @Option(name: .long, help: "Frames per video.") var frames: Int = 16
     @Option(name: .long, help: "Pixel height (latent = height/8).") var height: Int = 320
@@ -40,6 +40,7 @@ struct BenchCommand: ParsableCommand {
         default: throw ValidationError("--random must be vc2")
         }
         switch type {
+        case nil: o.weightType = nil
         case "q8", "q8_0": o.weightType = .q8_0
         case "bf16": o.weightType = .bf16
         case "f16": o.weightType = .f16

@@ -1,5 +1,18 @@
 import CVCKernels
+import Foundation
 import Testing
+
+/// Serialises the tests that change process-wide kernel settings (the CPU feature mask, the
+/// thread count) with the tests whose results depend on them (Swift Testing runs tests in
+/// parallel).
+enum KernelSettingsLock {
+    static let lock = NSLock()
+    static func run<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+}
 
 /// vck_attention (flash tiles, online softmax) against vck_attention_ref (full score rows, double
 /// accumulation) at awkward sizes, strided layouts and with the causal mask, on the AVX-512 path
@@ -66,9 +79,10 @@ struct AttentionKernelTests {
 
     @Test(arguments: [16, 64, 40])
     func awkwardSizesMatchTheReference(d: Int) {
+        KernelSettingsLock.run {
         for mask in [UInt32.max, 0] {
-            vck_cpu_set_mask(mask)
-            defer { vck_cpu_set_mask(.max) }
+            vck_cpu_set_thread_mask(mask)
+            defer { vck_cpu_set_thread_mask(.max) }
             for sq in Self.sizes {
                 for sk in Self.sizes {
                     let heads = 2, nseq = 2
@@ -84,12 +98,14 @@ struct AttentionKernelTests {
                 }
             }
         }
+        }
     }
 
     @Test func causalMatchesTheReference() {
+        KernelSettingsLock.run {
         for mask in [UInt32.max, 0] {
-            vck_cpu_set_mask(mask)
-            defer { vck_cpu_set_mask(.max) }
+            vck_cpu_set_thread_mask(mask)
+            defer { vck_cpu_set_thread_mask(.max) }
             for (sq, sk) in [(1, 1), (7, 7), (16, 16), (17, 17), (77, 77), (100, 100), (130, 130), (17, 40), (40, 17), (100, 7)] {
                 for d in [16, 40, 64] {
                     let (diff, refMax, same) = Self.compare(
@@ -101,6 +117,7 @@ struct AttentionKernelTests {
                     #expect(same)
                 }
             }
+        }
         }
     }
 

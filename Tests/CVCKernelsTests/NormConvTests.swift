@@ -61,11 +61,21 @@ struct NormConvKernelTests {
             let x = Self.values(rows * 2 * f, seed: 5, -4, 4)
             var a = [Float](repeating: 0, count: rows * f), r = a
             vck_geglu(x, &a, Int64(rows), Int64(f)); vck_geglu_ref(x, &r, Int64(rows), Int64(f))
+            let portable: [Float] = withFeatures(0) {
+                var p = [Float](repeating: 0, count: rows * f)
+                vck_geglu(x, &p, Int64(rows), Int64(f))
+                return p
+            }
+            #expect(portable == r, "the portable GEGLU is the twin")
             #expect(Self.maxRelDiff(a, r, floor: 1) <= 2e-6, "geglu \(rows)x\(f)")
         }
     }
 
     @Test func groupNormMatchesReferenceForAnyThreadCount() {
+        KernelSettingsLock.run { groupNormForAnyThreadCount() }
+    }
+
+    func groupNormForAnyThreadCount() {
         let saved = vck_get_threads()
         defer { vck_set_threads(saved) }
         for (samples, rows, c, groups) in [(1, 2, 64, 32), (2, 7, 64, 32), (3, 17, 96, 32), (2, 1023, 64, 32), (1, 33, 16, 1), (5, 40, 320, 32)] {
@@ -79,12 +89,23 @@ struct NormConvKernelTests {
                     vck_set_threads(Int32(threads))
                     var a = [Float](repeating: 0, count: x.count)
                     vck_group_norm(x, &a, Int64(samples), Int64(rows), Int64(c), Int64(groups), gamma, beta, 1e-5, act)
+                    let portable: [Float] = withFeatures(0) {
+                        var p = [Float](repeating: 0, count: x.count)
+                        vck_group_norm(x, &p, Int64(samples), Int64(rows), Int64(c), Int64(groups), gamma, beta, 1e-5, act)
+                        return p
+                    }
+                    #expect(Self.maxRelDiff(portable, r, floor: 1) <= 1e-5, "portable gn act \(act)")
                     // The twin normalises in double; ours folds the affine into float scale/shift as
                     // PyTorch's CPU GroupNorm does (x * scale + shift), which loses a few ulp more.
                     // (Groups of one or two values, where rstd ~ 1/sqrt(eps) amplifies that, are
                     // left out.)
                     #expect(Self.maxRelDiff(a, r, floor: 1) <= 1e-5, "gn \(samples)x\(rows)x\(c)/\(groups) act \(act) threads \(threads)")
-                    if let f = first { #expect(f.elementsEqual(a), "thread count \(threads) changed the result") } else { first = a }
+                    if let f = first {
+                        let same = f.elementsEqual(a)
+                        #expect(same, "thread count \(threads) changed the result")
+                    } else {
+                        first = a
+                    }
                 }
             }
         }
@@ -124,6 +145,20 @@ struct NormConvKernelTests {
                 } }
             }
             #expect(Self.maxRelDiff(got, expected, floor: 1) <= 1e-5, "conv \(n)x\(h)x\(w)x\(cin)->\(cout) k\(k) s\(stride) up \(up)")
+            // The portable gather (libm SiLU) as well.
+            let portable: [Float] = withFeatures(0) {
+                var out = [Float](repeating: 0, count: expected.count)
+                wt.withUnsafeBufferPointer { wp in
+                    var weight = vck_weight(data: UnsafeRawPointer(wp.baseAddress!), dtype: Int32(VCK_W_F32), n: Int64(cout), k: Int64(cin * k * k))
+                    scale.withUnsafeBufferPointer { sp in shift.withUnsafeBufferPointer { hp in
+                        var pn = vck_prenorm(scale: sp.baseAddress, shift: hp.baseAddress, imgs_per_sample: Int64(perSample), act: Int32(VCK_ACT_SILU))
+                        vck_conv2d_nhwc_ex(x, Int64(n), Int64(h), Int64(w), Int64(cin), &weight, bias, Int64(k), Int64(k), Int64(stride), Int64(pad),
+                                           up ? 1 : 0, &pn, &out)
+                    } }
+                }
+                return out
+            }
+            #expect(Self.maxRelDiff(portable, expected, floor: 1) <= 1e-5, "portable conv \(n)x\(h)x\(w)x\(cin) up \(up)")
         }
     }
 

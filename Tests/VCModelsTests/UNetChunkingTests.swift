@@ -11,11 +11,12 @@ struct UNetChunkingTests {
     @Test func tinyChunksMatchOneChunkAndTheReference() throws {
         let base = try UNetTests()
         var whole = try base.unet()
-        whole.chunkTokens = 1 << 30
+        whole.chunkElements = 1 << 40
         var chunked = whole
-        // 37 tokens: 1 frame per spatial chunk at 8x16 and 4x8, 4 frames (crossing the batch-item
-        // boundary at batch 2) at 2x4, 7 pixels per temporal chunk, 37-row feed-forward blocks.
-        chunked.chunkTokens = 37
+        // 37 tokens of 32 channels: 1 frame per spatial chunk at 8x16 and 4x8, 4 frames (crossing
+        // the batch-item boundary at batch 2) at 2x4, 7 pixels per temporal chunk, 18-row
+        // feed-forward blocks (fewer at 64 channels).
+        chunked.chunkElements = 37 * 32
         let x0 = try base.latents()
         let x1 = try Tensor(shape: x0.shape, floats: x0.floats().map { 0.3 - 0.9 * $0 })
         let c0 = try base.context()

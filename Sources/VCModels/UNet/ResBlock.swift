@@ -31,7 +31,8 @@ public struct ResBlock: Sendable {
     }
 
     /// x: [B*T, H, W, Cin]; embSiLU: SiLU(emb) [B, E] (one row per batch item) -> [B*T, H, W, Cout].
-    public func callAsFunction(_ x: Tensor, embSiLU: Tensor, batch: Int, frames: Int,
+    /// x is consumed: it is released after the skip connection, before the temporal convs.
+    public func callAsFunction(_ x: consuming Tensor, embSiLU: Tensor, batch: Int, frames: Int,
                                observer: ((String, Tensor) -> Void)?) throws -> Tensor {
         let n = batch * frames
         // GroupNorm + SiLU are folded into the gathers of the 3x3 convs (never materialised).
@@ -48,6 +49,7 @@ public struct ResBlock: Sendable {
         } else {
             try Ops.addInPlace(h, x)                                              // h += x
         }
+        _ = consume x
         if let temporalConv {
             observer?("\(name).temopral_conv.in", h)
             h = try temporalConv(h, batch: batch, frames: frames)

@@ -27,24 +27,26 @@ public struct SpatialTransformer: Sendable {
     }
 
     /// x: [B*T, H, W, C]; context: [B, L, Cctx] (shared by the T frames of each item).
-    /// Works on chunks of whole frames of about `chunkTokens` tokens (at least one frame): the
-    /// GroupNorm statistics are taken once, then each chunk is normalised, projected, run through
-    /// the blocks in place and written to the output with the residual.
-    public func callAsFunction(_ x: Tensor, context: Tensor, batch: Int, frames: Int, chunkTokens: Int = 4096) throws -> Tensor {
+    /// Works on chunks of whole frames of about chunkElements / inner tokens (at least one frame):
+    /// the GroupNorm statistics are taken once, then each chunk is normalised, projected, run
+    /// through the blocks in place and written to the output with the residual.
+    public func callAsFunction(_ x: Tensor, context: Tensor, batch: Int, frames: Int, chunkElements: Int = 4096 * 320) throws -> Tensor {
         guard x.rank == 4, x.shape[0] == batch * frames else { throw TensorError.shapeMismatch("spatial transformer input \(x.shape)") }
         let (bt, hw, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
         let stats = try Ops.groupNormStatistics(x, samples: bt, groups: norm.groups, weight: norm.weight,
                                                 bias: norm.bias, eps: norm.eps)          // per-frame statistics
         let contextKV = try blocks.map { try $0.attn2.contextKeysValues(context) }   // [B, L, inner] each
         let y = Tensor(uninitialized: x.shape)
-        let perChunk = max(1, chunkTokens / max(hw, 1))
+        let inner = projIn.weight.shape[0]
+        let perChunk = max(1, chunkElements / inner / max(hw, 1))
+        let ffRows = max(1, chunkElements / (2 * inner))
         var f0 = 0
         while f0 < bt {
             let nf = min(perChunk, bt - f0)
             let xc = try x.rows(f0, nf)                                               // [nf, H, W, C]
-            let h = try projIn(Ops.groupNormApply(xc, stats.samples(f0, nf))).reshaped([nf * hw, projIn.weight.shape[0]])
+            let h = try projIn(Ops.groupNormApply(xc, stats.samples(f0, nf))).reshaped([nf * hw, inner])
             let chunk = TokenChunk.spatial(firstFrame: f0, frames: nf, pixels: hw, framesPerItem: frames)
-            for (block, kv) in zip(blocks, contextKV) { try block.apply(h, chunk: chunk, contextKV: kv, feedForwardRows: min(chunkTokens, BasicTransformerBlock.feedForwardRows)) }
+            for (block, kv) in zip(blocks, contextKV) { try block.apply(h, chunk: chunk, contextKV: kv, feedForwardRows: ffRows) }
             let yc = try y.rows(f0, nf).reshaped([nf * hw, c])
             try Ops.copy(xc, into: yc)                                                // + input
             try Ops.linear(h, projOut.weight, projOut.bias, accumulateInto: yc)       // [nf*HW, inner] -> [nf*HW, C]

@@ -28,10 +28,10 @@ public struct TemporalTransformer: Sendable {
     }
 
     /// x: [B*T, H, W, C] (the T frames of each item consecutive) -> [B*T, H, W, C].
-    /// Works on chunks of about `chunkTokens` tokens: a range of pixels of one item across all its
+    /// Works on chunks of about chunkElements / inner tokens: a range of pixels of one item across all its
     /// frames (gathered frame-major), normalised with the item's statistics, projected, run
     /// through the blocks in place, projected back onto the residual and scattered to the output.
-    public func callAsFunction(_ x: Tensor, batch: Int, frames: Int, chunkTokens: Int = 4096) throws -> Tensor {
+    public func callAsFunction(_ x: Tensor, batch: Int, frames: Int, chunkElements: Int = 4096 * 320) throws -> Tensor {
         guard x.rank == 4, batch > 0, x.shape[0] == batch * frames else {
             throw TensorError.shapeMismatch("temporal transformer input \(x.shape)")
         }
@@ -41,7 +41,9 @@ public struct TemporalTransformer: Sendable {
         let x2 = try x.reshaped([batch * frames * hw, c])
         let y = Tensor(uninitialized: x.shape)
         let y2 = try y.reshaped([batch * frames * hw, c])
-        let perChunk = max(1, chunkTokens / max(frames, 1))
+        let inner = projIn.weight.shape[0]
+        let perChunk = max(1, chunkElements / inner / max(frames, 1))
+        let ffRows = max(1, chunkElements / (2 * inner))
         for item in 0..<batch {
             var p0 = 0
             while p0 < hw {
@@ -50,7 +52,7 @@ public struct TemporalTransformer: Sendable {
                 let xc = try Ops.gatherRowBlocks(x2, first: item * frames * hw + p0, blocks: frames, stride: hw, count: np)
                 let h = try projIn(Ops.groupNormApply(xc, stats.samples(item, 1)))       // [T*np, inner]
                 let chunk = TokenChunk.temporal(frames: frames, pixels: np)
-                for block in blocks { try block.apply(h, chunk: chunk, contextKV: nil, feedForwardRows: min(chunkTokens, BasicTransformerBlock.feedForwardRows)) }
+                for block in blocks { try block.apply(h, chunk: chunk, contextKV: nil, feedForwardRows: ffRows) }
                 try Ops.linear(h, projOut.weight, projOut.bias, accumulateInto: xc)       // residual + proj_out
                 try Ops.scatterRowBlocks(xc, into: y2, first: item * frames * hw + p0, blocks: frames, stride: hw, count: np)
                 p0 += np

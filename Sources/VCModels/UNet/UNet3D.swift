@@ -56,9 +56,12 @@ public struct UNet3D: Sendable {
     let outNorm: GroupNorm
     let outConv: Conv2d
 
-    /// Tokens per chunk inside the transformers (whole frames for the spatial ones, a pixel range
-    /// of all frames for the temporal ones): bounds the attention and feed-forward temporaries.
-    public var chunkTokens = 4096
+    /// Size (tokens x channels) of one [tokens, channels] temporary inside the transformers: a
+    /// chunk is about chunkElements / inner tokens (whole frames for the spatial transformers, at
+    /// least one; a pixel range of all frames for the temporal ones), and the feed-forward runs
+    /// on blocks of chunkElements / (2 dim) rows (its [rows, 8 dim] input is at most 4 chunks).
+    /// The default, 4096 x 320 (5 MiB), keeps the per-chunk temporaries near 60 MB at any width.
+    public var chunkElements = 4096 * 320
 
     /// The latent height and width must be multiples of this (2^(levels-1), 8 for VideoCrafter2).
     public var sizeMultiple: Int { 1 << (config.channelMult.count - 1) }
@@ -195,14 +198,17 @@ public struct UNet3D: Sendable {
         observer?("emb", emb)
         let embSiLU = try Ops.silu(emb)   // the SiLU every ResBlock's emb_layers starts with
 
-        func run(_ block: Block, _ input: Tensor) throws -> Tensor {
-            var hcur = input
+        // Ownership matters for memory: `input` is consumed and every layer's input is released as
+        // soon as the layer has its output (a concatenated 960-channel input at 40x64 is 315 MB
+        // at batch 2); only the skip stack and the observer keep activations alive.
+        func run(_ block: Block, _ input: consuming Tensor) throws -> Tensor {
+            var hcur = consume input
             for (j, layer) in block.layers.enumerated() {
                 switch layer {
                 case let .conv(conv): hcur = try conv(hcur)
-                case let .res(r): hcur = try r(hcur, embSiLU: embSiLU, batch: batch, frames: frames, observer: observer)
-                case let .spatial(st): hcur = try st(hcur, context: context, batch: batch, frames: frames, chunkTokens: chunkTokens)
-                case let .temporal(tt): hcur = try tt(hcur, batch: batch, frames: frames, chunkTokens: chunkTokens)
+                case let .res(r): hcur = try r(consume hcur, embSiLU: embSiLU, batch: batch, frames: frames, observer: observer)
+                case let .spatial(st): hcur = try st(hcur, context: context, batch: batch, frames: frames, chunkElements: chunkElements)
+                case let .temporal(tt): hcur = try tt(hcur, batch: batch, frames: frames, chunkElements: chunkElements)
                 case let .downsample(conv): hcur = try conv(hcur)                              // [N, H, W, C] -> [N, H/2, W/2, C]
                 case let .upsample(conv):
                     // [N, H, W, C] -> [N, 2H, 2W, C]: nearest x2 read inside the conv's gather.
@@ -219,7 +225,7 @@ public struct UNet3D: Sendable {
         for (k, block) in inputBlocks.enumerated() {
             hcur = try run(block, hcur)
             if k == 0, let initAttn {
-                hcur = try initAttn(hcur, batch: batch, frames: frames, chunkTokens: chunkTokens)
+                hcur = try initAttn(hcur, batch: batch, frames: frames, chunkElements: chunkElements)
                 observer?("init_attn", hcur)
             }
             hs.append(hcur)
@@ -227,7 +233,8 @@ public struct UNet3D: Sendable {
         hcur = try run(middleBlock, hcur)
         for block in outputBlocks {
             guard let skip = hs.popLast() else { throw UNetError.badInput("skip stack underflow") }
-            hcur = try run(block, Ops.concatChannels(hcur, skip))   // cat([h, skip], channels)
+            let cat = try Ops.concatChannels(consume hcur, consume skip)   // cat([h, skip], channels); both released
+            hcur = try run(block, consume cat)
         }
         let so = try Ops.groupNormStatistics(hcur, samples: batch * frames, groups: outNorm.groups, weight: outNorm.weight,
                                              bias: outNorm.bias, eps: outNorm.eps)
