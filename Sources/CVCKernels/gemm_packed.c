@@ -18,6 +18,15 @@
 //         q = rne(x * (127 / amax)) (a NaN in the block makes s NaN); per output and block b the
 //         exact int32 dot isum = sum q_a q_w, then acc = fma((float)isum, d_w * s, acc).
 //   Then out = acc (+ bias[n]) and, when beta != 0, out = beta * C + out.
+// With VCK_GEMM_BALANCED (the default) q8_0 activations are quantized per 32-block to int16:
+//   s = amax / 32767, q = rne(clamp(x * (32767 / amax), +-32767)) (NaN: q = 0, s = NaN); per
+//   output and block isum = sum q_a q_w (exact int32: |isum| <= 32 * 32767 * 128 < 2^31), then
+//   acc = fma((float)isum, d_w * s, acc) as in the int8 path. The packed int8 panels are kept and
+//   sign-extended in registers: even bytes of each u32 lane (k = 4s, 4s+2) and odd bytes
+//   (k = 4s+1, 4s+3) form int16 pairs, so the quantizer stores each group of 4 activations as
+//   q0 q2 q1 q3 and the kernels broadcast (q0,q2) and (q1,q3) into vpdpwssd (AVX512-VNNI) or
+//   vpmaddwd (AVX2). Pre-widened int16 panels would double the packed q8 memory for at most ~5%
+//   (measured upper bound). bf16 weights in balanced mode run as in exact mode.
 // With vck_set_gemm_precision(VCK_GEMM_EXACT) activations stay fp32 (weight-only error):
 //   bf16: acc = fma(a[k], w[k], acc) for k = 0, 1, ... (as f16);
 //   q8_0: per block accb = fma(a[k], q_w[k], accb) over its k, then acc = fma(accb, d_w, acc).
@@ -220,20 +229,82 @@ static void quantize_act_q8_avx512(const float *x, int64_t k, int8_t *q, float *
     if (full * 32 < k) vck_quantize_act_q8_ref(x + full * 32, k - full * 32, q + full * 32, s + full, corr + full);
 }
 
+// q16 (balanced mode): one row of k values -> nb blocks of 32 int16 (zero padded) and scales.
+// s = amax / 32767, q = rne(clamp(x * (32767 / amax), +-32767)), NaN -> 0 (and s = NaN).
+// perm != 0 stores each group of 4 as q0 q2 q1 q3 (the pair order of the vpdpwssd kernels).
+static void quantize_act_q16(const float *x, int64_t k, int16_t *q, float *s, int perm) {
+    int64_t nb = (k + 31) / 32;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t n = k - b * 32 < 32 ? k - b * 32 : 32;
+        const float *xb = x + b * 32;
+        float amax = 0.0f;
+        int nan = 0;
+        for (int64_t i = 0; i < n; i++) {
+            float v = xb[i];
+            if (v != v) { nan = 1; continue; }
+            float a = fabsf(v);
+            if (a > amax) amax = a;
+        }
+        float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
+        s[b] = nan ? NAN : amax / 32767.0f;
+        for (int64_t i = 0; i < 32; i++) {
+            float t = i < n ? xb[i] * id : 0.0f;
+            int v;
+            if (t != t) v = 0;
+            else if (t >= 32767.0f) v = 32767;
+            else if (t <= -32767.0f) v = -32767;
+            else v = (int)nearbyintf(t);
+            int64_t j = perm ? (i & ~3) | ((i & 1) << 1) | ((i >> 1) & 1) : i;
+            q[b * 32 + j] = (int16_t)v;
+        }
+    }
+}
+
+void vck_quantize_act_q16_ref(const float *x, int64_t k, int16_t *q, float *s) { quantize_act_q16(x, k, q, s, 0); }
+
+// The same with AVX-512 (full blocks), permuted order.
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void quantize_act_q16_avx512(const float *x, int64_t k, int16_t *q, float *s) {
+    int64_t full = k / 32;
+    const __m512 lim = _mm512_set1_ps(32767.0f), nlim = _mm512_set1_ps(-32767.0f);
+    for (int64_t b = 0; b < full; b++) {
+        __m512 v0 = _mm512_loadu_ps(x + b * 32), v1 = _mm512_loadu_ps(x + b * 32 + 16);
+        __mmask16 o0 = _mm512_cmp_ps_mask(v0, v0, _CMP_ORD_Q), o1 = _mm512_cmp_ps_mask(v1, v1, _CMP_ORD_Q);
+        __m512 m = _mm512_max_ps(_mm512_maskz_mov_ps(o0, _mm512_abs_ps(v0)), _mm512_maskz_mov_ps(o1, _mm512_abs_ps(v1)));
+        float amax = _mm512_reduce_max_ps(m);
+        float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
+        s[b] = (o0 & o1) != 0xffff ? NAN : amax / 32767.0f;
+        __m512 idv = _mm512_set1_ps(id);
+        __m512 t0 = _mm512_mul_ps(v0, idv), t1 = _mm512_mul_ps(v1, idv);
+        __mmask16 n0 = _mm512_cmp_ps_mask(t0, t0, _CMP_ORD_Q), n1 = _mm512_cmp_ps_mask(t1, t1, _CMP_ORD_Q);
+        t0 = _mm512_min_ps(_mm512_max_ps(t0, nlim), lim);
+        t1 = _mm512_min_ps(_mm512_max_ps(t1, nlim), lim);
+        __m512i q0 = _mm512_maskz_mov_epi32(n0, _mm512_cvt_roundps_epi32(t0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m512i q1 = _mm512_maskz_mov_epi32(n1, _mm512_cvt_roundps_epi32(t1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        q0 = _mm512_shuffle_epi32(q0, (_MM_PERM_ENUM)0xD8); // q0 q2 q1 q3 in every group of 4
+        q1 = _mm512_shuffle_epi32(q1, (_MM_PERM_ENUM)0xD8);
+        _mm256_storeu_si256((__m256i *)(q + b * 32), _mm512_cvtepi32_epi16(q0));
+        _mm256_storeu_si256((__m256i *)(q + b * 32 + 16), _mm512_cvtepi32_epi16(q1));
+    }
+    if (full * 32 < k) quantize_act_q16(x + full * 32, k - full * 32, q + full * 32, s + full, 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Activation precision
 // ---------------------------------------------------------------------------------------------
 static _Atomic int g_precision = -1; // -1: not yet read from VCK_GEMM_PRECISION
 static _Thread_local int t_precision = -1;
 
-void vck_set_gemm_precision(int precision) { atomic_store(&g_precision, precision == VCK_GEMM_EXACT ? VCK_GEMM_EXACT : VCK_GEMM_FAST); }
-void vck_set_thread_gemm_precision(int precision) { t_precision = precision < 0 ? -1 : precision == VCK_GEMM_EXACT ? VCK_GEMM_EXACT : VCK_GEMM_FAST; }
+static int valid_precision(int p) { return p == VCK_GEMM_EXACT || p == VCK_GEMM_FAST ? p : VCK_GEMM_BALANCED; }
+void vck_set_gemm_precision(int precision) { atomic_store(&g_precision, valid_precision(precision)); }
+void vck_set_thread_gemm_precision(int precision) { t_precision = precision < 0 ? -1 : valid_precision(precision); }
 int vck_get_gemm_precision(void) {
     if (t_precision >= 0) return t_precision;
     int p = atomic_load(&g_precision);
     if (p < 0) {
         const char *env = getenv("VCK_GEMM_PRECISION");
-        int want = env && strcmp(env, "fast") == 0 ? VCK_GEMM_FAST : VCK_GEMM_EXACT;
+        int want = !env ? VCK_GEMM_BALANCED : strcmp(env, "fast") == 0 ? VCK_GEMM_FAST
+                 : strcmp(env, "exact") == 0 ? VCK_GEMM_EXACT : VCK_GEMM_BALANCED;
         int expected = -1;
         atomic_compare_exchange_strong(&g_precision, &expected, want);
         p = atomic_load(&g_precision);
@@ -255,6 +326,8 @@ typedef struct {
     const float *abf32;                                // bf16 (fma): 2*nb bf16-rounded floats per row
     int bf16_fma;
     int exact;                                         // fp32 activations for bf16 / q8_0
+    int i16;                                           // q8_0 balanced: int16 activations
+    const int16_t *aq16;                               // q8 balanced: nb*32 per row (q0 q2 q1 q3 order)
     const int8_t *aq; const float *as; const int32_t *acorr; // q8: nb*32 / nb / nb per row
     // weights
     const uint8_t *w; size_t gstride;
@@ -326,6 +399,19 @@ static void tile_ref(const mm_ctx *p, int64_t m0, int rows, int64_t g0) {
                     memcpy(&d, blk + 512 + lane * 4, 4);
                     acc = fmaf(accb, d, acc);
                 }
+            } else if (p->dtype == VCK_W_Q8_0 && p->i16) {
+                const int16_t *a = p->aq16 + m * p->nb * 32;
+                for (int64_t b = 0; b < p->nb; b++) {
+                    const uint8_t *blk = g + b * Q8_GROUP_BLOCK;
+                    int32_t isum = 0;
+                    for (int i = 0; i < 32; i++) {
+                        int qw = (int8_t)(blk[(i / 4) * 64 + lane * 4 + i % 4] ^ 0x80u);
+                        isum += qw * a[b * 32 + ((i & ~3) | ((i & 1) << 1) | ((i >> 1) & 1))];
+                    }
+                    float d;
+                    memcpy(&d, blk + 512 + lane * 4, 4);
+                    acc = fmaf((float)isum, d * p->as[m * p->nb + b], acc);
+                }
             } else if (p->dtype == VCK_W_BF16) {
                 const uint32_t *a = p->abf + m * p->nb;
                 for (int64_t q = 0; q < p->nb; q++) {
@@ -382,6 +468,48 @@ T512 void q8_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
                 __m512i av = _mm512_set1_epi32(a4);
                 iacc[r][0] = _mm512_dpbusd_epi32(iacc[r][0], x0, av);
                 iacc[r][1] = _mm512_dpbusd_epi32(iacc[r][1], x1, av);
+            }
+        }
+        __m512 d0 = _mm512_load_ps((const float *)(b0 + 512)), d1 = _mm512_load_ps((const float *)(b1 + 512));
+        for (int r = 0; r < R; r++) {
+            __m512 sr = _mm512_set1_ps(p->as[(m0 + r) * p->nb + b]);
+            facc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][0]), _mm512_mul_ps(d0, sr), facc[r][0]);
+            facc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][1]), _mm512_mul_ps(d1, sr), facc[r][1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        store512(p, m0 + r, g0 * 16, facc[r][0]);
+        store512(p, m0 + r, g0 * 16 + 16, facc[r][1]);
+    }
+}
+
+// q8 balanced: int8 weights sign-extended to int16 in registers (even bytes of each u32 lane,
+// odd bytes), int16 activation pairs (q0,q2), (q1,q3) broadcast, vpdpwssd into exact int32.
+T512 void q16_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
+    __m512 facc[6][2];
+    __m512i iacc[6][2];
+    for (int r = 0; r < R; r++) facc[r][0] = facc[r][1] = _mm512_setzero_ps();
+    const uint8_t *w0 = p->w + (size_t)g0 * p->gstride, *w1 = w0 + p->gstride;
+    const int16_t *arow[6];
+    for (int r = 0; r < R; r++) arow[r] = p->aq16 + (m0 + r) * p->nb * 32;
+    const __m512i flip = _mm512_set1_epi32((int)0x80808080u);
+    for (int64_t b = 0; b < p->nb; b++) {
+        for (int r = 0; r < R; r++) iacc[r][0] = iacc[r][1] = _mm512_setzero_si512();
+        const uint8_t *b0 = w0 + b * Q8_GROUP_BLOCK, *b1 = w1 + b * Q8_GROUP_BLOCK;
+        for (int s = 0; s < 8; s++) {
+            __m512i x0 = _mm512_xor_si512(_mm512_load_si512((const void *)(b0 + s * 64)), flip);
+            __m512i x1 = _mm512_xor_si512(_mm512_load_si512((const void *)(b1 + s * 64)), flip);
+            __m512i e0 = _mm512_srai_epi16(_mm512_slli_epi16(x0, 8), 8), o0 = _mm512_srai_epi16(x0, 8);
+            __m512i e1 = _mm512_srai_epi16(_mm512_slli_epi16(x1, 8), 8), o1 = _mm512_srai_epi16(x1, 8);
+            for (int r = 0; r < R; r++) {
+                int32_t ae, ao;
+                memcpy(&ae, arow[r] + b * 32 + s * 4, 4);
+                memcpy(&ao, arow[r] + b * 32 + s * 4 + 2, 4);
+                __m512i ave = _mm512_set1_epi32(ae), avo = _mm512_set1_epi32(ao);
+                iacc[r][0] = _mm512_dpwssd_epi32(iacc[r][0], e0, ave);
+                iacc[r][1] = _mm512_dpwssd_epi32(iacc[r][1], e1, ave);
+                iacc[r][0] = _mm512_dpwssd_epi32(iacc[r][0], o0, avo);
+                iacc[r][1] = _mm512_dpwssd_epi32(iacc[r][1], o1, avo);
             }
         }
         __m512 d0 = _mm512_load_ps((const float *)(b0 + 512)), d1 = _mm512_load_ps((const float *)(b1 + 512));
@@ -572,7 +700,8 @@ T512 void f16_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")))
 static void tile512(const mm_ctx *p, int64_t m0, int rows, int64_t g0) {
-    if (p->dtype == VCK_W_Q8_0 && p->exact) { DISPATCH_ROWS(q8x_tile512, p, m0, rows, g0, 6) }
+    if (p->dtype == VCK_W_Q8_0 && p->i16) { DISPATCH_ROWS(q16_tile512, p, m0, rows, g0, 6) }
+    else if (p->dtype == VCK_W_Q8_0 && p->exact) { DISPATCH_ROWS(q8x_tile512, p, m0, rows, g0, 6) }
     else if (p->dtype == VCK_W_BF16 && p->exact) { DISPATCH_ROWS(bf16x_tile512, p, m0, rows, g0, 8) }
     else if (p->dtype == VCK_W_Q8_0) { DISPATCH_ROWS(q8_tile512, p, m0, rows, g0, 6) }
     else if (p->dtype == VCK_W_BF16 && p->bf16_fma) { DISPATCH_ROWS(bf16fma_tile512, p, m0, rows, g0, 8) }
@@ -653,6 +782,44 @@ T256 void bf16_tile256(const mm_ctx *p, int64_t m0, int64_t g, const int R) {
     for (int r = 0; r < R; r++) {
         store256(p, m0 + r, g * 16, acc[r][0]);
         store256(p, m0 + r, g * 16 + 8, acc[r][1]);
+    }
+}
+
+// q8 balanced on AVX2: the same int16 pairs with vpmaddwd (|pair sum| < 2^24: exact), int32 adds.
+T256 void q16_tile256(const mm_ctx *p, int64_t m0, int64_t g, const int R) {
+    __m256 facc[2][2];
+    for (int r = 0; r < R; r++) facc[r][0] = facc[r][1] = _mm256_setzero_ps();
+    const uint8_t *w0 = p->w + (size_t)g * p->gstride;
+    const __m256i flip = _mm256_set1_epi32((int)0x80808080u);
+    for (int64_t b = 0; b < p->nb; b++) {
+        const uint8_t *blk = w0 + b * Q8_GROUP_BLOCK;
+        __m256i iacc[2][2];
+        for (int r = 0; r < R; r++) iacc[r][0] = iacc[r][1] = _mm256_setzero_si256();
+        for (int s = 0; s < 8; s++) {
+            for (int h = 0; h < 2; h++) {
+                __m256i x = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(blk + s * 64 + h * 32)), flip);
+                __m256i e = _mm256_srai_epi16(_mm256_slli_epi16(x, 8), 8), o = _mm256_srai_epi16(x, 8);
+                for (int r = 0; r < R; r++) {
+                    int32_t ae, ao;
+                    const int16_t *ar = p->aq16 + (m0 + r) * p->nb * 32 + b * 32 + s * 4;
+                    memcpy(&ae, ar, 4);
+                    memcpy(&ao, ar + 2, 4);
+                    __m256i pe = _mm256_madd_epi16(e, _mm256_set1_epi32(ae)), po = _mm256_madd_epi16(o, _mm256_set1_epi32(ao));
+                    iacc[r][h] = _mm256_add_epi32(iacc[r][h], _mm256_add_epi32(pe, po));
+                }
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            __m256 sr = _mm256_set1_ps(p->as[(m0 + r) * p->nb + b]);
+            for (int h = 0; h < 2; h++) {
+                __m256 d = _mm256_load_ps((const float *)(blk + 512 + h * 32));
+                facc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[r][h]), _mm256_mul_ps(d, sr), facc[r][h]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        store256(p, m0 + r, g * 16, facc[r][0]);
+        store256(p, m0 + r, g * 16 + 8, facc[r][1]);
     }
 }
 
@@ -755,7 +922,11 @@ static void tile256(const mm_ctx *p, int64_t m0, int rows, int64_t g0) {
     // The AVX2 kernels cover one group (16 columns) and fewer rows per call.
     for (int64_t g = g0; g < g0 + 2; g++) {
         if (g * 16 >= p->n) break;
-        if (p->dtype == VCK_W_Q8_0 && p->exact) {
+        if (p->dtype == VCK_W_Q8_0 && p->i16) {
+            for (int r = 0; r < rows; r += 2) {
+                if (rows - r >= 2) q16_tile256(p, m0 + r, g, 2); else q16_tile256(p, m0 + r, g, 1);
+            }
+        } else if (p->dtype == VCK_W_Q8_0 && p->exact) {
             for (int r = 0; r < rows; r += 2) {
                 if (rows - r >= 2) q8x_tile256(p, m0 + r, g, 2); else q8x_tile256(p, m0 + r, g, 1);
             }
@@ -831,14 +1002,17 @@ static void mm_task(void *vctx, int task) {
     }
 }
 
-typedef struct { const float *a; int64_t lda, k, nb, rows_per; int8_t *q; float *s; int32_t *corr; uint32_t *bf; int simd, dtype; int64_t m; float *bf32; } prep_ctx;
+typedef struct { const float *a; int64_t lda, k, nb, rows_per; int8_t *q; float *s; int32_t *corr; uint32_t *bf; int simd, dtype; int64_t m; float *bf32; int16_t *q16; } prep_ctx;
 
 static void prep_task(void *vctx, int task) {
     prep_ctx *c = vctx;
     int64_t r0 = task * c->rows_per, r1 = r0 + c->rows_per < c->m ? r0 + c->rows_per : c->m;
     for (int64_t r = r0; r < r1; r++) {
         const float *x = c->a + r * c->lda;
-        if (c->dtype == VCK_W_Q8_0) {
+        if (c->dtype == VCK_W_Q8_0 && c->q16) {
+            if (c->simd) quantize_act_q16_avx512(x, c->k, c->q16 + r * c->nb * 32, c->s + r * c->nb);
+            else quantize_act_q16(x, c->k, c->q16 + r * c->nb * 32, c->s + r * c->nb, 1);
+        } else if (c->dtype == VCK_W_Q8_0) {
             if (c->simd) quantize_act_q8_avx512(x, c->k, c->q + r * c->nb * 32, c->s + r * c->nb, c->corr + r * c->nb);
             else vck_quantize_act_q8_ref(x, c->k, c->q + r * c->nb * 32, c->s + r * c->nb, c->corr + r * c->nb);
         } else if (c->bf) { // bf16 pairs: RNE, zero padded to an even count
@@ -858,10 +1032,15 @@ static void prep_task(void *vctx, int task) {
     }
 }
 
-static int choose_kind(int dtype, uint32_t f, int *bf16_fma, int exact) {
+static int choose_kind(int dtype, uint32_t f, int *bf16_fma, int exact, int i16) {
     const uint32_t avx512 = VCK_CPU_AVX512F | VCK_CPU_AVX512BW | VCK_CPU_AVX512VL;
     const uint32_t avx2 = VCK_CPU_AVX2 | VCK_CPU_FMA | VCK_CPU_F16C;
     *bf16_fma = 0;
+    if (i16 && dtype == VCK_W_Q8_0) {
+        const uint32_t need = avx512 | VCK_CPU_AVX512VNNI | VCK_CPU_FMA;
+        if ((f & need) == need) return K_AVX512;
+        return (f & avx2) == avx2 ? K_AVX2 : K_REF;
+    }
     if (exact && (dtype == VCK_W_BF16 || dtype == VCK_W_Q8_0)) {
         if ((f & (avx512 | VCK_CPU_FMA)) == (avx512 | VCK_CPU_FMA)) return K_AVX512;
         return (f & avx2) == avx2 ? K_AVX2 : K_REF;
@@ -881,12 +1060,13 @@ static int choose_kind(int dtype, uint32_t f, int *bf16_fma, int exact) {
 #define VCK_PREP_BYTES (8u << 20)
 
 static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed_weight *pw, const float *bias,
-                        float *c, int64_t ldc, float beta, int kind, int bf16_fma, int exact) {
+                        float *c, int64_t ldc, float beta, int kind, int bf16_fma, int exact, int i16) {
     mm_ctx p = {0};
     p.dtype = pw->dtype;
     p.kind = kind;
     p.bf16_fma = bf16_fma;
     p.exact = exact;
+    p.i16 = i16 && pw->dtype == VCK_W_Q8_0;
     p.n = pw->n;
     p.k = pw->k;
     p.nb = pw->nb;
@@ -895,7 +1075,7 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
     p.ldc = ldc;
     p.bias = bias;
     p.beta = beta;
-    size_t row_bytes = exact ? 0 : p.dtype == VCK_W_Q8_0 ? (size_t)p.nb * 40 : p.dtype == VCK_W_BF16 ? (size_t)p.nb * (bf16_fma ? 8 : 4) : 0;
+    size_t row_bytes = p.i16 ? (size_t)p.nb * 68 : exact ? 0 : p.dtype == VCK_W_Q8_0 ? (size_t)p.nb * 40 : p.dtype == VCK_W_BF16 ? (size_t)p.nb * (bf16_fma ? 8 : 4) : 0;
     int64_t ms = row_bytes ? (int64_t)(VCK_PREP_BYTES / row_bytes) : m;
     if (ms < 64) ms = 64;
     if (ms > m) ms = m;
@@ -909,8 +1089,12 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
         p.lda = lda;
         p.c = c + m0 * ldc;
         if (row_bytes) {
-            prep_ctx pc = {p.a, lda, p.k, p.nb, 16, NULL, NULL, NULL, NULL, kind == K_AVX512, p.dtype, mm, NULL};
-            if (p.dtype == VCK_W_Q8_0) {
+            prep_ctx pc = {p.a, lda, p.k, p.nb, 16, NULL, NULL, NULL, NULL, kind == K_AVX512, p.dtype, mm, NULL, NULL};
+            if (p.i16) {
+                pc.q16 = (int16_t *)scratch;
+                pc.s = (float *)(scratch + (size_t)mm * p.nb * 64);
+                p.aq16 = pc.q16; p.as = pc.s;
+            } else if (p.dtype == VCK_W_Q8_0) {
                 pc.q = (int8_t *)scratch;
                 pc.s = (float *)(scratch + (size_t)mm * p.nb * 32);
                 pc.corr = (int32_t *)(scratch + (size_t)mm * p.nb * 36);
@@ -943,18 +1127,21 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
 void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias, float *c,
                      int64_t ldc, float beta, int force_ref) {
     int dtype = w->dtype == VCK_W_PACKED ? ((const vck_packed_weight *)w->data)->dtype : w->dtype;
-    int bf16_fma = 0, exact = vck_get_gemm_precision() == VCK_GEMM_EXACT;
-    int kind = choose_kind(dtype, vck_cpu_features(), &bf16_fma, exact);
+    int prec = vck_get_gemm_precision(), bf16_fma = 0;
+    // Balanced: int16 activations for q8_0, fp32 activations for bf16.
+    int i16 = prec == VCK_GEMM_BALANCED && dtype == VCK_W_Q8_0;
+    int exact = prec == VCK_GEMM_EXACT || (prec == VCK_GEMM_BALANCED && dtype == VCK_W_BF16);
+    int kind = choose_kind(dtype, vck_cpu_features(), &bf16_fma, exact, i16);
     if (force_ref) kind = K_REF, bf16_fma = 0;
     if (w->dtype == VCK_W_PACKED) {
-        gemm_packed(m, a, lda, (const vck_packed_weight *)w->data, bias, c, ldc, beta, kind, bf16_fma, exact);
+        gemm_packed(m, a, lda, (const vck_packed_weight *)w->data, bias, c, ldc, beta, kind, bf16_fma, exact, i16);
         return;
     }
     vck_packed_weight tmp;
     if (!init_packed(w, &tmp)) return;
     tmp.data = vck_alloc((size_t)tmp.groups * tmp.gstride);
     pack_into(w, &tmp);
-    gemm_packed(m, a, lda, &tmp, bias, c, ldc, beta, kind, bf16_fma, exact);
+    gemm_packed(m, a, lda, &tmp, bias, c, ldc, beta, kind, bf16_fma, exact, i16);
     vck_free(tmp.data);
 }
 
@@ -979,7 +1166,7 @@ static void spack_task(void *vctx, int g) {
 int vck_sgemm_own(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     int bf16_fma = 0;
-    int kind = choose_kind(VCK_W_F32, vck_cpu_features(), &bf16_fma, 0);
+    int kind = choose_kind(VCK_W_F32, vck_cpu_features(), &bf16_fma, 0, 0);
     if (kind == K_REF) return 0;
     vck_packed_weight p = {VCK_W_F32, n, k, (n + 31) / 32 * 2, 0, 0, NULL};
     p.gstride = group_stride(VCK_W_F32, k, &p.nb);
@@ -993,7 +1180,7 @@ int vck_sgemm_own(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, con
         a = at;
         lda = k;
     }
-    gemm_packed(m, a, lda, &p, NULL, c, ldc, beta, kind, 0, 0);
+    gemm_packed(m, a, lda, &p, NULL, c, ldc, beta, kind, 0, 0, 0);
     vck_free(at);
     vck_free(p.data);
     return 1;

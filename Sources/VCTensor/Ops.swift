@@ -20,12 +20,28 @@ public enum Ops {
         /// fp32 activations times the exact weight values: only the weights' own quantization
         /// error (the golden yardsticks), at fp32-FMA speed.
         case exact
+        /// q8_0: activations quantized per 32-block to int16 (AVX512-VNNI vpdpwssd), error far
+        /// below the weights' own; bf16: as `.exact`.
+        case balanced
     }
 
-    /// Process-wide; `.exact` by default (VCK_GEMM_PRECISION=fast selects `.fast` until set).
+    /// Process-wide; `.balanced` by default (VCK_GEMM_PRECISION=exact|balanced|fast selects the
+    /// mode until set).
     public static var gemmPrecision: GEMMPrecision {
-        get { vck_get_gemm_precision() == Int32(VCK_GEMM_EXACT) ? .exact : .fast }
-        set { vck_set_gemm_precision(newValue == .exact ? Int32(VCK_GEMM_EXACT) : Int32(VCK_GEMM_FAST)) }
+        get {
+            switch vck_get_gemm_precision() {
+            case Int32(VCK_GEMM_EXACT): return .exact
+            case Int32(VCK_GEMM_FAST): return .fast
+            default: return .balanced
+            }
+        }
+        set {
+            switch newValue {
+            case .exact: vck_set_gemm_precision(Int32(VCK_GEMM_EXACT))
+            case .fast: vck_set_gemm_precision(Int32(VCK_GEMM_FAST))
+            case .balanced: vck_set_gemm_precision(Int32(VCK_GEMM_BALANCED))
+            }
+        }
     }
 
     // MARK: helpers
@@ -396,5 +412,215 @@ public enum Ops {
             (y.f32 + i * c).update(from: row.f32, count: c)
         }
         return y
+    }
+}
+
+// MARK: synthetic data
+
+extension Ops {
+    /// A new f32 tensor of uniform values in [low, high), deterministic in (seed, element index)
+    /// and independent of the thread count (benchmark weights).
+    public static func randomUniform(_ shape: [Int], seed: UInt64, low: Float, high: Float) -> Tensor {
+        let y = Tensor(zeros: shape)
+        vck_fill_uniform(y.f32, y.count, seed, low, high)
+        return y
+    }
+}
+
+// MARK: fused and in-place operations (memory-bounded model code)
+//
+// The `into`/`InPlace` variants write into a tensor the caller created and owns (never into an
+// input that someone else may still read, such as a tensor handed to an observer).
+
+extension Ops {
+    /// A GroupNorm folded with its affine parameters, per statistics sample: normalised channel j
+    /// of sample s = x * scale[s, j] + shift[s, j]. Both are [samples, C].
+    public struct NormAffine: Sendable {
+        public let scale: Tensor
+        public let shift: Tensor
+        public var samples: Int { scale.shape[0] }
+        public var channels: Int { scale.shape[1] }
+
+        /// Samples [start, start + count) (shares storage).
+        public func samples(_ start: Int, _ count: Int) throws -> NormAffine {
+            NormAffine(scale: try scale.rows(start, count), shift: try shift.rows(start, count))
+        }
+    }
+
+    /// GroupNorm statistics of x viewed as [samples, rows, C] (see `groupNorm`), folded with
+    /// weight and bias.
+    public static func groupNormStatistics(_ x: Tensor, samples: Int, groups: Int, weight: Tensor?, bias: Tensor?,
+                                           eps: Float) throws -> NormAffine {
+        try requireF32(x, "group norm input")
+        let c = channels(x)
+        guard samples > 0, groups > 0, c % groups == 0, rows(x) % samples == 0 else {
+            throw TensorError.shapeMismatch("group norm of \(x.shape) as \(samples) samples, \(groups) groups")
+        }
+        let gp = try biasPointer(weight, n: c, what: "group norm weight")
+        let bp = try biasPointer(bias, n: c, what: "group norm bias")
+        let scale = Tensor(zeros: [samples, c]), shift = Tensor(zeros: [samples, c])
+        vck_group_norm_stats(x.f32, Int64(samples), Int64(rows(x) / samples), Int64(c), Int64(groups), gp, bp, eps,
+                             scale.f32, shift.f32)
+        return NormAffine(scale: scale, shift: shift)
+    }
+
+    /// act(x * scale + shift) with x viewed as [affine.samples, rows, C]; a new tensor.
+    public static func groupNormApply(_ x: Tensor, _ a: NormAffine, activation: Activation = .none) throws -> Tensor {
+        try requireF32(x, "group norm input")
+        let c = channels(x)
+        guard a.channels == c, rows(x) % a.samples == 0 else {
+            throw TensorError.shapeMismatch("group norm affine [\(a.samples), \(a.channels)] for \(x.shape)")
+        }
+        let y = Tensor(uninitialized: x.shape)
+        vck_group_norm_apply(x.f32, y.f32, Int64(a.samples), Int64(rows(x) / a.samples), Int64(c), a.scale.f32, a.shift.f32,
+                             activation.rawValue)
+        return y
+    }
+
+    static func prenorm(_ a: NormAffine?, channels c: Int, imagesPerSample: Int, activation: Activation) throws -> vck_prenorm? {
+        guard let a else { return nil }
+        guard a.channels == c else { throw TensorError.shapeMismatch("group norm affine of \(a.channels) channels for \(c)") }
+        return vck_prenorm(scale: UnsafePointer(a.scale.f32), shift: UnsafePointer(a.shift.f32),
+                           imgs_per_sample: Int64(imagesPerSample), act: activation.rawValue)
+    }
+
+    /// `conv2d` of act(GroupNorm(x)) (when `norm` is given, x viewed as [norm.samples, ...] images)
+    /// of the nearest x2 upsampled x (when `upsample2x`), without materialising either.
+    public static func conv2d(_ x: Tensor, _ w: Tensor, _ b: Tensor?, stride: Int = 1, padding: Int = 1, upsample2x: Bool,
+                              norm: NormAffine?, activation: Activation = .none) throws -> Tensor {
+        try requireF32(x, "conv2d input")
+        guard x.rank == 4, w.rank == 4, w.shape[1] == x.shape[3] else {
+            throw TensorError.shapeMismatch("conv2d input \(x.shape) (NHWC) with weight \(w.shape)")
+        }
+        let (n, h, wd, cin) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (vh, vw) = upsample2x ? (2 * h, 2 * wd) : (h, wd)
+        let (kh, kw) = (w.shape[2], w.shape[3])
+        guard stride >= 1, vh + 2 * padding >= kh, vw + 2 * padding >= kw else {
+            throw TensorError.shapeMismatch("conv2d \(kh)x\(kw) stride \(stride) on \(vh)x\(vw)")
+        }
+        if let norm, norm.samples <= 0 || n % norm.samples != 0 {
+            throw TensorError.shapeMismatch("group norm of \(norm.samples) samples over \(n) images")
+        }
+        let oh = (vh + 2 * padding - kh) / stride + 1, ow = (vw + 2 * padding - kw) / stride + 1
+        var wt = try weight(w, k: cin * kh * kw, what: "conv2d")
+        let cout = Int(wt.n)
+        let y = Tensor(uninitialized: [n, oh, ow, cout])
+        let bp = try biasPointer(b, n: cout, what: "conv2d")
+        var pn = try prenorm(norm, channels: cin, imagesPerSample: norm.map { n / $0.samples } ?? 1, activation: activation)
+        withOptionalPointer(&pn) { pp in
+            vck_conv2d_nhwc_ex(x.f32, Int64(n), Int64(h), Int64(wd), Int64(cin), &wt, bp, Int64(kh), Int64(kw),
+                               Int64(stride), Int64(padding), upsample2x ? 1 : 0, pp, y.f32)
+        }
+        return y
+    }
+
+    /// `convTemporal` of act(GroupNorm(x)) with one statistics sample per sequence.
+    public static func convTemporal(_ x: Tensor, frames t: Int, _ w: Tensor, _ b: Tensor?, norm: NormAffine?,
+                                    activation: Activation = .none) throws -> Tensor {
+        try requireF32(x, "temporal conv input")
+        guard x.rank == 4, t > 0, x.shape[0] % t == 0, w.rank == 5, w.shape[1] == x.shape[3], w.shape[3] == 1, w.shape[4] == 1 else {
+            throw TensorError.shapeMismatch("temporal conv input \(x.shape) over \(t) frames with weight \(w.shape)")
+        }
+        let nseq = x.shape[0] / t, hw = x.shape[1] * x.shape[2], cin = x.shape[3], kt = w.shape[2]
+        if let norm, norm.samples <= 0 || nseq % norm.samples != 0 {
+            throw TensorError.shapeMismatch("group norm of \(norm.samples) samples over \(nseq) sequences")
+        }
+        var wt = try weight(w, k: cin * kt, what: "temporal conv")
+        let cout = Int(wt.n)
+        let y = Tensor(uninitialized: [x.shape[0], x.shape[1], x.shape[2], cout])
+        let bp = try biasPointer(b, n: cout, what: "temporal conv")
+        var pn = try prenorm(norm, channels: cin, imagesPerSample: norm.map { nseq / $0.samples } ?? 1, activation: activation)
+        withOptionalPointer(&pn) { pp in
+            vck_conv_temporal_ex(x.f32, Int64(nseq), Int64(t), Int64(hw), Int64(cin), &wt, bp, Int64(kt), pp, y.f32)
+        }
+        return y
+    }
+
+    static func withOptionalPointer<T, R>(_ v: inout T?, _ body: (UnsafePointer<T>?) -> R) -> R {
+        if v != nil {
+            return withUnsafePointer(to: &v!) { body($0) }
+        }
+        return body(nil)
+    }
+
+    /// y += x W^T + b (y: [..., N] with the rows of x). Writes into y.
+    public static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil, accumulateInto y: Tensor) throws {
+        try requireF32(x, "linear input"); try requireF32(y, "linear output")
+        let k = channels(x), m = rows(x)
+        var wt = try weight(w, k: k, what: "linear")
+        let n = Int(wt.n)
+        guard channels(y) == n, rows(y) == m else {
+            throw TensorError.shapeMismatch("linear of \(x.shape) by \(w.shape) into \(y.shape)")
+        }
+        let bp = try biasPointer(b, n: n, what: "linear")
+        vck_linear(Int64(m), x.f32, Int64(k), &wt, bp, y.f32, Int64(n), 1)
+    }
+
+    /// y = x W^T + b written into y (a row view of a larger tensor, for example).
+    public static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil, into y: Tensor) throws {
+        try requireF32(x, "linear input"); try requireF32(y, "linear output")
+        let k = channels(x), m = rows(x)
+        var wt = try weight(w, k: k, what: "linear")
+        let n = Int(wt.n)
+        guard channels(y) == n, rows(y) == m else {
+            throw TensorError.shapeMismatch("linear of \(x.shape) by \(w.shape) into \(y.shape)")
+        }
+        let bp = try biasPointer(b, n: n, what: "linear")
+        vck_linear(Int64(m), x.f32, Int64(k), &wt, bp, y.f32, Int64(n), 0)
+    }
+
+    /// y += x (same element count). Writes into y.
+    public static func addInPlace(_ y: Tensor, _ x: Tensor) throws {
+        try requireF32(y, "add target"); try requireF32(x, "add operand")
+        guard y.count == x.count else { throw TensorError.shapeMismatch("add \(x.shape) into \(y.shape)") }
+        vck_add(y.f32, x.f32, y.f32, y.count)
+    }
+
+    /// y[s, r, :] += v[s, :] with y viewed as [samples, rows, C]. Writes into y.
+    public static func addRowVectorsInPlace(_ y: Tensor, _ v: Tensor, samples: Int) throws {
+        try requireF32(y, "add target"); try requireF32(v, "row vectors")
+        let c = channels(y)
+        guard samples > 0, rows(y) % samples == 0, v.count == samples * c else {
+            throw TensorError.shapeMismatch("add row vectors \(v.shape) to \(y.shape) as \(samples) samples")
+        }
+        let per = rows(y) / samples
+        for s in 0..<samples {
+            vck_add_row_vector(y.f32 + s * per * c, v.f32 + s * c, y.f32 + s * per * c, Int64(per), Int64(c))
+        }
+    }
+
+    /// Copies `blocks` runs of `count` rows of x, run i starting at row `first + i * stride`, into
+    /// a new [blocks * count, C] tensor (e.g. a pixel range of every frame of one video).
+    public static func gatherRowBlocks(_ x: Tensor, first: Int, blocks: Int, stride: Int, count: Int) throws -> Tensor {
+        try requireF32(x, "gather input")
+        let c = channels(x)
+        guard first >= 0, blocks > 0, count > 0, stride >= count, first + (blocks - 1) * stride + count <= rows(x) else {
+            throw TensorError.outOfBounds("row blocks \(blocks) x \(count) from \(first) step \(stride) of \(x.shape)")
+        }
+        let y = Tensor(uninitialized: [blocks * count, c])
+        for i in 0..<blocks {
+            (y.f32 + i * count * c).update(from: x.f32 + (first + i * stride) * c, count: count * c)
+        }
+        return y
+    }
+
+    /// The inverse of `gatherRowBlocks`: writes the rows of src back into x. Writes into x.
+    public static func scatterRowBlocks(_ src: Tensor, into x: Tensor, first: Int, blocks: Int, stride: Int, count: Int) throws {
+        try requireF32(x, "scatter target"); try requireF32(src, "scatter source")
+        let c = channels(x)
+        guard channels(src) == c, rows(src) == blocks * count, first >= 0, blocks > 0, count > 0, stride >= count,
+              first + (blocks - 1) * stride + count <= rows(x) else {
+            throw TensorError.outOfBounds("row blocks \(blocks) x \(count) into \(first) step \(stride) of \(x.shape)")
+        }
+        for i in 0..<blocks {
+            (x.f32 + (first + i * stride) * c).update(from: src.f32 + i * count * c, count: count * c)
+        }
+    }
+
+    /// Copies x into y (same element count). Writes into y.
+    public static func copy(_ x: Tensor, into y: Tensor) throws {
+        try requireF32(x, "copy source"); try requireF32(y, "copy target")
+        guard x.count == y.count else { throw TensorError.shapeMismatch("copy \(x.shape) into \(y.shape)") }
+        y.f32.update(from: x.f32, count: x.count)
     }
 }

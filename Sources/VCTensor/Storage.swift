@@ -18,7 +18,17 @@ public final class Storage: @unchecked Sendable {
     }
 
     /// Owned, zero-filled storage.
-    public init(byteCount: Int) {
+    public convenience init(byteCount: Int) {
+        self.init(byteCount: byteCount, zeroed: true)
+    }
+
+    /// Owned storage whose bytes are left as the allocator returns them (for outputs that an op
+    /// overwrites completely; saves a pass over memory).
+    public convenience init(uninitializedByteCount byteCount: Int) {
+        self.init(byteCount: byteCount, zeroed: false)
+    }
+
+    private init(byteCount: Int, zeroed: Bool) {
         let n = max(byteCount, 1)
         var p: UnsafeMutableRawPointer? = nil
         let rounded = (n + 63) & ~63
@@ -26,7 +36,7 @@ public final class Storage: @unchecked Sendable {
             // A bounded request failed: the machine is out of memory; nothing sensible remains.
             preconditionFailure("out of memory allocating \(n) bytes")
         }
-        memset(p!, 0, rounded)
+        if zeroed { memset(p!, 0, rounded) }
         self.base = p!
         self.byteCount = byteCount
         self.owner = .heap

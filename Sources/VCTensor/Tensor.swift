@@ -44,6 +44,16 @@ public struct Tensor: Sendable {
         return Tensor(zeros: shape, dtype: dtype)
     }
 
+    /// A new tensor whose contents are unspecified (for op outputs that are overwritten
+    /// completely).
+    public init(uninitialized shape: [Int], dtype: DType = .f32) {
+        let bytes = dtype.byteCount(shape: shape) ?? 0
+        self.shape = shape
+        self.dtype = dtype
+        self.storage = Storage(uninitializedByteCount: bytes)
+        self.byteOffset = 0
+    }
+
     /// A new f32 tensor holding `values` (count must match the shape).
     public init(shape: [Int], floats values: [Float]) throws {
         guard DType.f32.byteCount(shape: shape) != nil else {

@@ -5,6 +5,12 @@ public protocol TensorSource: Sendable {
     func tensor(named name: String) throws -> Tensor?
 }
 
+/// A source that makes tensors on request for the shape the model expects (synthetic weights for
+/// benchmarks). `WeightBinder` asks it with the shape; `tensorNames` lists what it has made.
+public protocol ShapedTensorSource: TensorSource {
+    func tensor(named name: String, shape: [Int]) throws -> Tensor?
+}
+
 /// An in-memory source (tests, synthetic models).
 public struct DictionarySource: TensorSource {
     public var tensors: [String: Tensor]
@@ -52,7 +58,13 @@ public final class WeightBinder {
     public func take(_ name: String, _ shape: [Int], allowQuantized: Bool = false) -> Tensor {
         used.insert(name)
         let t: Tensor?
-        do { t = try source.tensor(named: name) } catch {
+        do {
+            if let shaped = source as? any ShapedTensorSource {
+                t = try shaped.tensor(named: name, shape: shape)
+            } else {
+                t = try source.tensor(named: name)
+            }
+        } catch {
             self.error.wrongType.append("\(name): \(error)")
             return Tensor(zeros: shape)
         }

@@ -5,5 +5,6 @@ enum CLICommands {
     static let vcrun: [any ParsableCommand.Type] = [
         Sample.self,
         TokenizeCommand.self,
+        BenchCommand.self,
     ]
 }

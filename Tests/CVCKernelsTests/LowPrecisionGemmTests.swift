@@ -40,7 +40,7 @@ struct LowPrecisionGemmTests {
         return try body()
     }
 
-    @Test(arguments: TestWeight.dtypes, [Int32(VCK_GEMM_FAST), Int32(VCK_GEMM_EXACT)])
+    @Test(arguments: TestWeight.dtypes, [Int32(VCK_GEMM_FAST), Int32(VCK_GEMM_EXACT), Int32(VCK_GEMM_BALANCED)])
     func everyPathMatchesTheScalarTwin(dtype: Int32, precision: Int32) {
         Self.withPrecision(precision) { Self.checkPaths(dtype: dtype) }
     }

@@ -173,22 +173,6 @@ struct ZipWriter {
 /// Little-endian f32 bytes.
 func f32Bytes(_ xs: [Float]) -> [UInt8] { xs.flatMap { ZipWriter.le(UInt64($0.bitPattern), 4) } }
 
-/// A temporary folder removed when the value is deinitialised.
-final class TempDir {
-    let url: URL
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("vcformats-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-    func write(_ name: String, _ bytes: [UInt8]) throws -> String {
-        let p = path(name)
-        try Data(bytes).write(to: URL(fileURLWithPath: p))
-        return p
-    }
-    deinit { try? FileManager.default.removeItem(at: url) }
-}
-
 /// A checkpoint zip for `tensors` whose storage entries hold `storages[key]`.
 func checkpointZip(folder: String = "archive", pickle: [UInt8], storages: [(String, [UInt8])],
                    zip64: Bool = false, align: Int = 64, extra: [ZipWriter.Item] = []) -> [UInt8] {

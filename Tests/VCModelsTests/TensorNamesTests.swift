@@ -368,7 +368,7 @@ struct QuantizationPolicyTests {
 @Suite("Bundled vocabulary")
 struct BundledVocabularyTests {
     @Test func isTheOpenCLIPMergesText() throws {
-        let text = try BundledVocabulary.text()
+        let text = try CLIPTokenizer.bundledMergesBytes()
         var h = SHA256()
         h.update(text)
         // fixtures/MANIFEST.md: sha256 of the truncated merges text.
@@ -381,11 +381,11 @@ struct BundledVocabularyTests {
 }
 
 @Suite("diffusers names and configuration")
-struct DiffusersNamesTests {
+struct DiffusersConfigTests {
     func text(_ rel: String) throws -> String { try String(contentsOfFile: Fixtures.path(rel), encoding: .utf8) }
 
     func diffusersConfig() throws -> LoadedConfig {
-        try DiffusersNames.config(unet: text("sd21-tiny/diffusers/unet/config.json"), vae: text("sd21-tiny/diffusers/vae/config.json"),
+        try DiffusersConfig.parse(unet: text("sd21-tiny/diffusers/unet/config.json"), vae: text("sd21-tiny/diffusers/vae/config.json"),
                                   textEncoder: text("sd21-tiny/diffusers/text_encoder/config.json"),
                                   scheduler: text("sd21-tiny/diffusers/scheduler/scheduler_config.json"))
     }
@@ -398,7 +398,9 @@ struct DiffusersNamesTests {
     }
 
     @Test func mappingMatchesEveryRowOfTheFixture() throws {
-        let mapping = DiffusersNames.mapping(for: try diffusersConfig().config)
+        // The canonical tensors a diffusers folder holds: those of the table with diffusers sources.
+        let table = try ModelTensorNames(config: try diffusersConfig().config)
+        let mapping = Dictionary(uniqueKeysWithValues: table.tensors.filter { !$0.sources.isEmpty }.map { ($0.name, $0) })
         let text = try String(contentsOfFile: Fixtures.path("sd21-tiny/mapping.tsv"), encoding: .utf8)
         var rowsByKey: [String: [[String]]] = [:]
         for line in text.split(separator: "\n").dropFirst() {
@@ -417,11 +419,15 @@ struct DiffusersNamesTests {
             // rows are listed in ldm_rows order (0:32, 32:64, 64:96 for q, k, v).
             let ordered = fromFolder.sorted { Int($0[2].split(separator: ":").first ?? "0") ?? 0 < Int($1[2].split(separator: ":").first ?? "0") ?? 0 }
             let expectedParts = ordered.map { String($0[3].split(separator: "/").first ?? "") + "/" + $0[4] }
-            #expect(s.parts == expectedParts, "\(key)")
+            #expect(s.sources.map(\.folderName) == expectedParts, "\(key)")
             switch fromFolder[0][6] {
-            case "copy": #expect(s.transform == .copy, "\(key)")
-            case "reshape": #expect(s.transform == .reshape(fromFolder[0][1].split(separator: "x").compactMap { Int($0) }), "\(key)")
-            case "rows": #expect(s.transform == .concatRows, "\(key)")
+            case "copy": #expect(s.sources.map(\.transform) == [.copy], "\(key)")
+            case "reshape":
+                #expect(s.sources.map(\.transform) == [.reshape], "\(key)")
+                #expect(s.shape == fromFolder[0][1].split(separator: "x").compactMap { Int($0) }, "\(key)")
+            case "rows":
+                let w = s.shape[0] / 3
+                #expect(s.sources.map(\.transform) == [.rows(0..<w), .rows(w..<2 * w), .rows(2 * w..<3 * w)], "\(key)")
             default: Issue.record("unknown transform \(fromFolder[0][6])")
             }
         }
@@ -432,7 +438,7 @@ struct DiffusersNamesTests {
         let unet = try text("sd21-tiny/diffusers/unet/config.json")
         func msg(_ u: String) -> String {
             do {
-                _ = try DiffusersNames.config(unet: u, vae: text("sd21-tiny/diffusers/vae/config.json"),
+                _ = try DiffusersConfig.parse(unet: u, vae: text("sd21-tiny/diffusers/vae/config.json"),
                                               textEncoder: text("sd21-tiny/diffusers/text_encoder/config.json"),
                                               scheduler: text("sd21-tiny/diffusers/scheduler/scheduler_config.json"))
                 return ""

@@ -33,12 +33,6 @@ private func writeSafetensors(_ tensors: [String: Tensor], metadata: [String: St
     try Data(out).write(to: URL(fileURLWithPath: path))
 }
 
-private func temporaryDirectory() throws -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vc-merge-lora-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    return dir.path
-}
-
 @Suite struct MergeLoRAJobTests {
     /// kohya at 0.7 and PEFT in one pass: every changed tensor equals its expected_merged_*
     /// tensor (atol 1e-6), every other tensor is written byte-identical, in the base's order.
@@ -93,8 +87,9 @@ private func temporaryDirectory() throws -> String {
     /// delta is skipped (reported, with a warning), the temporal tensor written unchanged;
     /// --include-temporal merges it.
     @Test func temporalDeltasAreSkippedUnlessIncluded() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tmp = try TempDir(prefix: "vc-merge-lora")
+        defer { tmp.remove() }
+        let dir = tmp.dir
         let path = dir + "/temporal.safetensors"
         let down = try Tensor(shape: [2, 32], floats: (0..<64).map { Float($0 % 7) * 0.01 })
         let up = try Tensor(shape: [32, 2], floats: (0..<64).map { Float($0 % 5) * -0.02 })
@@ -130,8 +125,9 @@ private func temporaryDirectory() throws -> String {
     /// Unmatched modules: the plan lists them as a problem, the run refuses before writing,
     /// --allow-unmatched merges the rest.
     @Test func unmatchedModulesAreAnErrorUnlessAllowed() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tmp = try TempDir(prefix: "vc-merge-lora")
+        defer { tmp.remove() }
+        let dir = tmp.dir
         let path = dir + "/extra.safetensors"
         let down = try Tensor(shape: [2, 32], floats: (0..<64).map { Float($0 % 7) * 0.01 })
         let up = try Tensor(shape: [32, 2], floats: (0..<64).map { Float($0 % 5) * -0.02 })
@@ -181,8 +177,9 @@ private func temporaryDirectory() throws -> String {
 
     /// Malformed generated LoRA files are refused with a message naming the key.
     @Test func malformedFilesAreRefusedNamingTheKey() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tmp = try TempDir(prefix: "vc-merge-lora")
+        defer { tmp.remove() }
+        let dir = tmp.dir
         let k = "lora_unet_mid_block_attentions_0_proj_out"
         let down = try Tensor(shape: [4, 64], floats: (0..<256).map { Float($0 % 9) * 0.01 })
         let up = try Tensor(shape: [64, 4], floats: (0..<256).map { Float($0 % 4) * 0.01 })

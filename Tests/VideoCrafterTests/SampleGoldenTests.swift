@@ -46,7 +46,6 @@ actor TinyModels {
 
 extension TempDir {
     static let fallback = TempDir(existing: FileManager.default.temporaryDirectory.path)
-    init(existing: String) { dir = existing }
 }
 
 /// Runs the golden sample from a model of `type`; returns the per-step latents and the frames.

@@ -2,8 +2,9 @@
 // at the real shapes (not part of the package; scripts/bench-text-vae/run builds and runs it).
 //   text-vae-bench text [--runs N] [--threads N] [--dtype f32|f16|q8_0]
 //   text-vae-bench vae  [--runs N] [--threads N] [--dtype f32|f16|q8_0] [--frames T]
-// Prints load time, every timed run, the median, peak RSS (getrusage) and the average number of
-// cores other processes kept busy during the timed runs ("others_load", from /proc/stat).
+// Prints load time, every timed run, the median, this process's CPU time per run, peak RSS
+// (getrusage) and the average number of cores other processes kept busy during the timed runs
+// ("others_load", from /proc/stat).
 import Foundation
 import VCTensor
 import VCModels
@@ -95,8 +96,10 @@ do {
     let c1 = cpuCounters(), wall = now() - r0
     let others = ((c1.busy - c0.busy) - (c1.own - c0.own)) / wall
     let sorted = times.sorted()
-    print(String(format: "median %.3f s (min %.3f, max %.3f) over %d runs; peak RSS %.0f MB; others_load %.2f cores",
-                 sorted[sorted.count / 2], sorted.first ?? 0, sorted.last ?? 0, runs, peakRSSMB(), others))
+    guard !sorted.isEmpty else { exit(0) }
+    print(String(format: "median %.3f s (min %.3f, max %.3f) over %d runs; own CPU %.3f s per run; peak RSS %.0f MB; others_load %.2f cores",
+                 sorted[sorted.count / 2], sorted.first ?? 0, sorted.last ?? 0, runs, (c1.own - c0.own) / Double(max(runs, 1)),
+                 peakRSSMB(), others))
 } catch {
     print("error: \(error)")
     exit(1)

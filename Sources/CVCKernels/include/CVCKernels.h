@@ -117,6 +117,7 @@ void vck_weight_rows_f32(const vck_weight *w, int64_t row0, int64_t nrows, float
 ///   (AVX512-BF16 vdpbf16ps semantics).
 /// - q8_0 weights: activations quantized on the fly per 32-block (s = amax/127, int8, round to
 ///   nearest even), exact int32 block dots (AVX512-VNNI), scaled by both scales in fp32.
+///   (Precision modes below: balanced uses int16 activations, exact fp32.)
 /// See gemm_packed.c for the exact arithmetic; vck_linear_ref is its bit-exact scalar twin (except
 /// denormals on the fma bf16 paths).
 void vck_linear(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
@@ -126,16 +127,25 @@ void vck_linear_ref(int64_t m, const float *a, int64_t lda, const vck_weight *w,
                     float *c, int64_t ldc, float beta);
 
 /// Activation precision of the bf16 and q8_0 GEMM (f16 and f32 are always fp32-accurate).
-/// VCK_GEMM_EXACT (default): fp32 activations times the exact weight values (fp32 FMA, only the
-/// weights' own quantization error; f16-path speed). VCK_GEMM_FAST: activations rounded to bf16 /
-/// quantized to int8 per 32-block, the fast paths described at vck_linear. FAST is not the default
-/// because on golden A's sampling run it misses the quality yardsticks (bf16 39.9 dB < 42 dB,
-/// q8 29.9 dB < 34 dB PSNR of the frames; exact mode meets them).
-/// On the tiny VC2 UNet (vc2-tiny-a, t=981), eps rel RMS vs the fp32 golden: q8_0 weights 0.0501
-/// fast / 0.0348 exact; bf16 weights 0.0161 fast / 0.0133 exact.
-enum { VCK_GEMM_FAST = 0, VCK_GEMM_EXACT = 1 };
+/// VCK_GEMM_BALANCED (default): q8_0 activations quantized per 32-block to int16
+///   (s = amax / 32767, RNE), exact int32 block dots (AVX512-VNNI vpdpwssd, AVX2 vpmaddwd), scaled
+///   by both scales in fp32 exactly as the fast path; bf16 weights as EXACT.
+/// VCK_GEMM_EXACT: fp32 activations times the exact weight values (fp32 FMA, only the weights' own
+///   quantization error; f16-path speed).
+/// VCK_GEMM_FAST: activations rounded to bf16 / quantized to int8 per 32-block, the fast paths
+///   described at vck_linear. It misses the quality yardsticks on golden A's sampling run
+///   (bf16 39.9 dB < 42 dB, q8 29.9 dB < 34 dB PSNR of the frames; exact and balanced meet them).
+/// Measured (q8_0 weights): GEMM rel RMS error vs fp32 with the dequantized weights on random
+/// data (K = 320 / 1280) 7.1e-3 fast, 2.7e-5 balanced, 1.5e-7 exact. Tiny VC2 UNet (vc2-tiny-a,
+/// t=981) eps rel RMS vs the fp32 golden 0.0501 fast / 0.03482 balanced / 0.03482 exact (the
+/// weights' own error; bf16 weights 0.0161 fast / 0.0133 exact = balanced); golden A frames q8
+/// PSNR 29.9 fast / 37.65 balanced / 37.65 exact dB. Speed on one Sapphire Rapids core:
+/// balanced ~1.8x exact and ~1.4x f32, about half of fast.
+/// See docs/performance.md ("GEMM kernels") for measured speed and accuracy of each mode.
+enum { VCK_GEMM_FAST = 0, VCK_GEMM_EXACT = 1, VCK_GEMM_BALANCED = 2 };
 /// Process-wide setting, read on the calling thread at each call. Until it is set, the environment
-/// variable VCK_GEMM_PRECISION=fast selects VCK_GEMM_FAST.
+/// variable VCK_GEMM_PRECISION=exact|balanced|fast selects the mode (unset or other: balanced).
+/// Unknown values passed to the setters select VCK_GEMM_BALANCED.
 void vck_set_gemm_precision(int precision);
 /// Overrides the setting for calls from the calling thread only; -1 follows the process setting.
 void vck_set_thread_gemm_precision(int precision);
@@ -157,6 +167,10 @@ void vck_packed_weight_rows_f32(const vck_packed_weight *p, int64_t row0, int64_
 /// The activation quantizer of the q8_0 GEMM for one row of k values: ceil(k/32) blocks of 32
 /// int8 (zero padded) in q, their scales in s, and -128 * sum(q) per block in corr.
 void vck_quantize_act_q8_ref(const float *x, int64_t k, int8_t *q, float *s, int32_t *corr);
+/// The activation quantizer of the balanced q8_0 GEMM: ceil(k/32) blocks of 32 int16 (zero
+/// padded) in q, s = amax / 32767 per block, q = rne(clamp(x * (32767 / amax), +-32767)); a NaN
+/// value gives q = 0 and makes its block's s NaN.
+void vck_quantize_act_q16_ref(const float *x, int64_t k, int16_t *q, float *s);
 
 /// Plain f32 GEMM: C[M,N] = alpha * op(A) op(B) + beta C, row-major. alpha = 1 uses the own
 /// fp32 kernels (where FMA exists), anything else cblas_sgemm.
@@ -180,6 +194,38 @@ void vck_conv2d_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t
 /// (frames of a sequence are contiguous); w: N = cout rows of K = cin*kt; y: [nseq, t, hw, cout].
 void vck_conv_temporal(const float *x, int64_t nseq, int64_t t, int64_t hw, int64_t cin,
                        const vck_weight *wt, const float *bias, int64_t kt, float *y);
+/// Stride-1 convolution with "same" zero padding (kh, kw odd; pad kh/2, kw/2) as one GEMM per
+/// kernel tap over row bands of a zero-padded input copy (no im2col; scratch about 2 x 2 MiB).
+/// x: [nimg, h, w, cin]; taps: kh*kw weights, tap t = ky*kw + kx holding W[:, :, ky, kx] of a
+/// PyTorch [cout, cin, kh, kw] weight as N = cout rows of K = cin; y: [nimg, h, w, cout].
+/// band_rows: output rows per band (0: as many as fit the scratch bound). Same result as
+/// vck_conv2d_nhwc up to the order of the sums.
+void vck_conv2d_taps_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t cin,
+                          const vck_weight *taps, const float *bias, int64_t kh, int64_t kw,
+                          int64_t band_rows, float *y);
+/// Reorders a conv weight [cout][cin][taps] (elements of elem_size bytes) to tap-major
+/// [taps][cout][cin] (exact for f32 / f16 / bf16).
+void vck_repack_conv_taps(const void *src, void *dst, size_t elem_size, int64_t cout, int64_t cin, int64_t taps);
+
+/// A GroupNorm (+ activation) applied to the input of a convolution while it is gathered:
+/// input channel j of an image in statistics sample s becomes act(x * scale[s*cin + j] +
+/// shift[s*cin + j]) (the output of vck_group_norm_stats); zero padding stays zero. Images (2-D)
+/// or sequences (temporal) [i*imgs_per_sample, (i+1)*imgs_per_sample) form sample i.
+typedef struct {
+    const float *scale;
+    const float *shift;
+    int64_t imgs_per_sample;
+    int act;   // VCK_ACT_*
+} vck_prenorm;
+/// vck_conv2d_nhwc with options: `norm` (may be NULL) normalises the input on the fly and
+/// `upsample2x` convolves the nearest-neighbour x2 upsampled input (x stays [nimg, h, w, cin];
+/// the output is then [nimg, oh, ow, cout] for the 2h x 2w input).
+void vck_conv2d_nhwc_ex(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t cin,
+                        const vck_weight *wt, const float *bias, int64_t kh, int64_t kw,
+                        int64_t stride, int64_t pad, int upsample2x, const vck_prenorm *norm, float *y);
+/// vck_conv_temporal with an on-the-fly GroupNorm of the input (sample = sequence / imgs_per_sample).
+void vck_conv_temporal_ex(const float *x, int64_t nseq, int64_t t, int64_t hw, int64_t cin,
+                          const vck_weight *wt, const float *bias, int64_t kt, const vck_prenorm *norm, float *y);
 
 // ---------------------------------------------------------------------------------------------
 // Normalisation and activations (f32, in place allowed where x == y)
@@ -190,6 +236,18 @@ enum { VCK_ACT_NONE = 0, VCK_ACT_SILU = 1, VCK_ACT_GELU = 2 };
 /// activation applied after the affine transform.
 void vck_group_norm(const float *x, float *y, int64_t nsamples, int64_t rows, int64_t c,
                     int64_t groups, const float *gamma, const float *beta, float eps, int act);
+/// The reference twin of vck_group_norm: one sample and one group at a time, libm activations.
+void vck_group_norm_ref(const float *x, float *y, int64_t nsamples, int64_t rows, int64_t c,
+                        int64_t groups, const float *gamma, const float *beta, float eps, int act);
+/// GroupNorm statistics folded with the affine parameters: for sample s and channel j,
+/// normalised = x * scale[s*c + j] + shift[s*c + j] (scale, shift: [nsamples, c]). Parallel over
+/// samples and row blocks; the double partial sums are reduced in a fixed order (results do not
+/// depend on the thread count). vck_group_norm = stats + apply.
+void vck_group_norm_stats(const float *x, int64_t nsamples, int64_t rows, int64_t c, int64_t groups,
+                          const float *gamma, const float *beta, float eps, float *scale, float *shift);
+/// y = act(x * scale[s] + shift[s]) over x: [nsamples, rows, c] (in place allowed).
+void vck_group_norm_apply(const float *x, float *y, int64_t nsamples, int64_t rows, int64_t c,
+                          const float *scale, const float *shift, int act);
 /// LayerNorm over the last dimension of x: [rows, c].
 void vck_layer_norm(const float *x, float *y, int64_t rows, int64_t c, const float *gamma,
                     const float *beta, float eps);
@@ -201,8 +259,13 @@ void vck_silu_ref(const float *x, float *y, size_t n);
 /// Exact GELU: 0.5 x (1 + erf(x / sqrt 2)).
 void vck_gelu(const float *x, float *y, size_t n);
 void vck_gelu_ref(const float *x, float *y, size_t n);
+/// SIMD SiLU / exact-GELU approximations (relative error about 2e-7; GELU without the 1 + erf
+/// cancellation for negative x), the activations used inside the fused kernels.
+void vck_silu_fast(const float *x, float *y, size_t n);
+void vck_gelu_fast(const float *x, float *y, size_t n);
 /// GEGLU: x: [rows, 2f] -> y: [rows, f], y = x[:, :f] * gelu(x[:, f:]).
 void vck_geglu(const float *x, float *y, int64_t rows, int64_t f);
+void vck_geglu_ref(const float *x, float *y, int64_t rows, int64_t f);
 
 /// y[i] = a[i] + b[i]
 void vck_add(const float *a, const float *b, float *y, size_t n);
@@ -246,6 +309,14 @@ void vck_upsample_nearest2x(const float *x, int64_t nimg, int64_t h, int64_t w, 
 void vck_concat_channels(const float *a, int64_t ca, const float *b, int64_t cb, int64_t rows, float *y);
 /// Transpose a [rows, cols] matrix to [cols, rows] (NCHW <-> NHWC per image).
 void vck_transpose(const float *x, int64_t rows, int64_t cols, float *y);
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic data (benchmarks)
+// ---------------------------------------------------------------------------------------------
+/// x[i] = uniform in [lo, hi) from a counter-based hash of (seed, i): the same values for any
+/// thread count (24 random bits per value).
+void vck_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
+void vck_fill_uniform_ref(float *x, size_t n, uint64_t seed, float lo, float hi);
 
 // ---------------------------------------------------------------------------------------------
 // Checksums

@@ -148,8 +148,7 @@ public enum LVDMConfig {
                 throw ConfigError("\(up).use_spatial_transformer must be true (text conditioning)")
             }
             u.useLinear = try r.bool(un, "use_linear_in_transformer", path: up, default: false)
-            u.temporalConv = false; u.tempspatialAware = false; u.temporalAttention = false
-            u.useRelativePosition = false; u.useCausalAttention = false; u.additionAttention = false; u.fpsCond = false
+            u.removeVideoModules()
             if un["num_classes"] != nil, !(un["num_classes"] is NSNull) {
                 throw ConfigError("\(up).num_classes: class-conditional / unCLIP models are not supported")
             }

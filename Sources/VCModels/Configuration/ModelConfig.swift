@@ -54,6 +54,12 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         return (numHeads, channels / max(numHeads, 1))
     }
 
+    /// Switches every VideoCrafter-only module off, leaving the SD 2.x UNet.
+    public mutating func removeVideoModules() {
+        temporalConv = false; tempspatialAware = false; temporalAttention = false
+        useRelativePosition = false; useCausalAttention = false; additionAttention = false; fpsCond = false
+    }
+
     public func validate() throws {
         guard modelChannels > 0, !channelMult.isEmpty, numResBlocks > 0 else {
             throw ConfigError("unet: model_channels, channel_mult and num_res_blocks must be positive")
@@ -158,6 +164,11 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 
     public func validate() throws {
         try unet.validate(); try text.validate(); try vae.validate(); try diffusion.validate()
+        try validateRelations()
+    }
+
+    /// The relations between the parts (used by `validate()` and `validateStructure()`).
+    func validateRelations() throws {
         guard unet.contextDim == text.width else {
             throw ConfigError("unet context_dim \(unet.contextDim) does not match the text width \(text.width)")
         }

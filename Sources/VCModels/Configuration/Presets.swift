@@ -42,8 +42,7 @@ extension ModelConfig {
     /// Stable Diffusion 2.1 base (512 px, epsilon prediction).
     public static let sd21_512: ModelConfig = {
         var u = UNetConfig()
-        u.temporalConv = false; u.temporalAttention = false; u.additionAttention = false; u.fpsCond = false
-        u.useRelativePosition = false; u.useCausalAttention = false
+        u.removeVideoModules()
         var d = DiffusionConfig()
         d.useScale = false
         var v = VAEConfig()
@@ -102,11 +101,6 @@ extension ModelConfig {
         if d.useScale {
             guard d.midStep > 0, !d.fixScaleBug || d.midStep <= d.timesteps else { throw ConfigError("diffusion: bad mid_step \(d.midStep)") }
         }
-        guard u.contextDim == t.width else {
-            throw ConfigError("unet context_dim \(u.contextDim) does not match the text width \(t.width)")
-        }
-        guard u.inChannels == v.zChannels else {
-            throw ConfigError("unet in_channels \(u.inChannels) does not match the VAE latent channels \(v.zChannels)")
-        }
+        try validateRelations()
     }
 }

@@ -64,25 +64,35 @@ public final class CLIPTokenizer: Sendable {
         try CLIPTokenizer(mergesText: bundledMergesText(), contextLength: contextLength)
     }
 
-    /// The bundled merges text (what a `.vcm` file carries as its tokenizer vocabulary).
-    public static func bundledMergesText() throws -> String {
+    /// The bundled vocabulary as shipped: a zstd frame of the merges text (what an import stores
+    /// in a `.vcm`, so a model file is self-contained; provenance in fixtures/MANIFEST.md). The
+    /// one place that loads the resource.
+    public static func bundledVocabularyZstd() throws -> [UInt8] {
         guard let url = Bundle.module.url(forResource: bundledResourceName, withExtension: "zst") else {
             throw TokenizerError.missingResource(bundledResourceName + ".zst")
         }
-        let compressed: [UInt8]
         do {
-            compressed = Array(try Data(contentsOf: url))
+            return Array(try Data(contentsOf: url))
         } catch {
             throw TokenizerError.unreadableVocabulary("\(url.path): \(error)")
         }
-        let bytes: [UInt8]
+    }
+
+    /// The bundled merges text, decompressed, as bytes.
+    public static func bundledMergesBytes() throws -> [UInt8] {
         do {
-            bytes = try Zstd.decompress(compressed, limit: bundledVocabularyLimit)
+            return try Zstd.decompress(try bundledVocabularyZstd(), limit: bundledVocabularyLimit)
+        } catch let e as TokenizerError {
+            throw e
         } catch {
-            throw TokenizerError.unreadableVocabulary("\(url.path): \(error)")
+            throw TokenizerError.unreadableVocabulary("\(bundledResourceName).zst: \(error)")
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw TokenizerError.unreadableVocabulary("\(url.path): not UTF-8")
+    }
+
+    /// The bundled merges text.
+    public static func bundledMergesText() throws -> String {
+        guard let text = String(validating: try bundledMergesBytes(), as: UTF8.self) else {
+            throw TokenizerError.unreadableVocabulary("\(bundledResourceName).zst: not UTF-8")
         }
         return text
     }

@@ -14,26 +14,52 @@
 // Activations are channels-last `[B*L, width]`; sequence b occupies rows b*L ..< (b+1)*L.
 import VCTensor
 
+/// A linear layer whose weight is packed once, at load, for the GEMM kernels (`PackedWeight`:
+/// same results, no per-call repacking of the 12.6 M weights of each block); the tensor as stored
+/// is used if it cannot be packed.
+struct OpenCLIPLinear: Sendable {
+    enum Weight: Sendable { case packed(PackedWeight), plain(Tensor) }
+    let weight: Weight
+    let bias: Tensor?
+
+    init(weight w: Tensor, bias: Tensor?) {
+        weight = (try? PackedWeight(w)).map(Weight.packed) ?? .plain(w)
+        self.bias = bias
+    }
+
+    init(_ b: WeightBinder, _ prefix: String, in inFeatures: Int, out outFeatures: Int) {
+        let l = Linear(b, prefix, in: inFeatures, out: outFeatures)
+        self.init(weight: l.weight, bias: l.bias)
+    }
+
+    // [..., in] -> [..., out]
+    func callAsFunction(_ x: Tensor) throws -> Tensor {
+        switch weight {
+        case .packed(let p): return try Ops.linear(x, p, bias)
+        case .plain(let t): return try Ops.linear(x, t, bias)
+        }
+    }
+}
+
 /// open_clip `ResidualAttentionBlock` (ls_1 / ls_2 are identities in this model).
 struct OpenCLIPResidualBlock: Sendable {
     let ln1: LayerNorm
-    let inProjWeight: Tensor   // [3W, W], rows [q; k; v]
-    let inProjBias: Tensor     // [3W]
-    let outProj: Linear
+    let inProj: OpenCLIPLinear   // in_proj_weight [3W, W] (rows [q; k; v]) + in_proj_bias [3W]
+    let outProj: OpenCLIPLinear
     let ln2: LayerNorm
-    let fc: Linear
-    let proj: Linear
+    let fc: OpenCLIPLinear
+    let proj: OpenCLIPLinear
     let width: Int
     let heads: Int
 
     init(_ b: WeightBinder, _ prefix: String, width: Int, heads: Int) {
         ln1 = LayerNorm(b, "\(prefix).ln_1", channels: width)
-        inProjWeight = b.take("\(prefix).attn.in_proj_weight", [3 * width, width], allowQuantized: true)
-        inProjBias = b.take("\(prefix).attn.in_proj_bias", [3 * width])
-        outProj = Linear(b, "\(prefix).attn.out_proj", in: width, out: width)
+        inProj = OpenCLIPLinear(weight: b.take("\(prefix).attn.in_proj_weight", [3 * width, width], allowQuantized: true),
+                                bias: b.take("\(prefix).attn.in_proj_bias", [3 * width]))
+        outProj = OpenCLIPLinear(b, "\(prefix).attn.out_proj", in: width, out: width)
         ln2 = LayerNorm(b, "\(prefix).ln_2", channels: width)
-        fc = Linear(b, "\(prefix).mlp.c_fc", in: width, out: 4 * width)
-        proj = Linear(b, "\(prefix).mlp.c_proj", in: 4 * width, out: width)
+        fc = OpenCLIPLinear(b, "\(prefix).mlp.c_fc", in: width, out: 4 * width)
+        proj = OpenCLIPLinear(b, "\(prefix).mlp.c_proj", in: 4 * width, out: width)
         self.width = width
         self.heads = heads
     }
@@ -43,7 +69,7 @@ struct OpenCLIPResidualBlock: Sendable {
         let w = width, d = width / heads
         // Attention branch.
         let h = try ln1(x)                                                    // [B*L, W]
-        let qkv = try Ops.linear(h, inProjWeight, inProjBias)                 // [B*L, 3W] = [q | k | v]
+        let qkv = try inProj(h)                                               // [B*L, 3W] = [q | k | v]
         let att = Tensor(zeros: [sequences * length, w])                      // [B*L, W]
         try Ops.attention(sequences: sequences, heads: heads, queries: length, keys: length, headDim: d,
                           q: .init(qkv, offset: 0, seqStride: length * 3 * w, rowStride: 3 * w),

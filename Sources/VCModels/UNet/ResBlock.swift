@@ -34,11 +34,20 @@ public struct ResBlock: Sendable {
     public func callAsFunction(_ x: Tensor, embSiLU: Tensor, batch: Int, frames: Int,
                                observer: ((String, Tensor) -> Void)?) throws -> Tensor {
         let n = batch * frames
-        var h = try inConv(inNorm(x, samples: n, activation: .silu))        // [B*T, H, W, Cout]
-        let e = try embProj(embSiLU)                                        // [B, Cout]
-        h = try Ops.addRowVectors(h, e, samples: batch)                     // + e[b] on all T*H*W rows of item b
-        h = try outConv(outNorm(h, samples: n, activation: .silu))          // dropout is inactive at inference
-        h = try Ops.add(skip.map { try $0(x) } ?? x, h)                     // skip(x) + h
+        // GroupNorm + SiLU are folded into the gathers of the 3x3 convs (never materialised).
+        let s1 = try Ops.groupNormStatistics(x, samples: n, groups: inNorm.groups, weight: inNorm.weight, bias: inNorm.bias, eps: inNorm.eps)
+        var h = try Ops.conv2d(x, inConv.weight, inConv.bias, stride: 1, padding: 1, upsample2x: false,
+                               norm: s1, activation: .silu)                        // [B*T, H, W, Cout]
+        let e = try embProj(embSiLU)                                              // [B, Cout]
+        try Ops.addRowVectorsInPlace(h, e, samples: batch)                        // + e[b] on all T*H*W rows of item b
+        let s2 = try Ops.groupNormStatistics(h, samples: n, groups: outNorm.groups, weight: outNorm.weight, bias: outNorm.bias, eps: outNorm.eps)
+        h = try Ops.conv2d(h, outConv.weight, outConv.bias, stride: 1, padding: 1, upsample2x: false,
+                           norm: s2, activation: .silu)                            // dropout is inactive at inference
+        if let skip {
+            try Ops.linear(x, skip.weight, skip.bias, accumulateInto: h)          // h += skip(x) (1x1 conv)
+        } else {
+            try Ops.addInPlace(h, x)                                              // h += x
+        }
         if let temporalConv {
             observer?("\(name).temopral_conv.in", h)
             h = try temporalConv(h, batch: batch, frames: frames)

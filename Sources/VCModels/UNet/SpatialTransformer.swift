@@ -27,13 +27,29 @@ public struct SpatialTransformer: Sendable {
     }
 
     /// x: [B*T, H, W, C]; context: [B, L, Cctx] (shared by the T frames of each item).
-    public func callAsFunction(_ x: Tensor, context: Tensor, batch: Int, frames: Int) throws -> Tensor {
-        guard x.rank == 4 else { throw TensorError.shapeMismatch("spatial transformer input \(x.shape)") }
-        let layout = TokenLayout(batch: batch, frames: frames, pixels: x.shape[1] * x.shape[2], axis: .spatial)
-        var h = try norm(x, samples: batch * frames)      // per-frame statistics
-        h = try projIn(h)                                 // [B*T, H, W, C] -> [B*T, H, W, inner]
-        for block in blocks { h = try block(h, context: context, layout: layout) }
-        h = try projOut(h)                                // [B*T, H, W, inner] -> [B*T, H, W, C]
-        return try Ops.add(h, x)
+    /// Works on chunks of whole frames of about `chunkTokens` tokens (at least one frame): the
+    /// GroupNorm statistics are taken once, then each chunk is normalised, projected, run through
+    /// the blocks in place and written to the output with the residual.
+    public func callAsFunction(_ x: Tensor, context: Tensor, batch: Int, frames: Int, chunkTokens: Int = 4096) throws -> Tensor {
+        guard x.rank == 4, x.shape[0] == batch * frames else { throw TensorError.shapeMismatch("spatial transformer input \(x.shape)") }
+        let (bt, hw, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
+        let stats = try Ops.groupNormStatistics(x, samples: bt, groups: norm.groups, weight: norm.weight,
+                                                bias: norm.bias, eps: norm.eps)          // per-frame statistics
+        let contextKV = try blocks.map { try $0.attn2.contextKeysValues(context) }   // [B, L, inner] each
+        let y = Tensor(uninitialized: x.shape)
+        let perChunk = max(1, chunkTokens / max(hw, 1))
+        var f0 = 0
+        while f0 < bt {
+            let nf = min(perChunk, bt - f0)
+            let xc = try x.rows(f0, nf)                                               // [nf, H, W, C]
+            let h = try projIn(Ops.groupNormApply(xc, stats.samples(f0, nf))).reshaped([nf * hw, projIn.weight.shape[0]])
+            let chunk = TokenChunk.spatial(firstFrame: f0, frames: nf, pixels: hw, framesPerItem: frames)
+            for (block, kv) in zip(blocks, contextKV) { try block.apply(h, chunk: chunk, contextKV: kv, feedForwardRows: min(chunkTokens, BasicTransformerBlock.feedForwardRows)) }
+            let yc = try y.rows(f0, nf).reshaped([nf * hw, c])
+            try Ops.copy(xc, into: yc)                                                // + input
+            try Ops.linear(h, projOut.weight, projOut.bias, accumulateInto: yc)       // [nf*HW, inner] -> [nf*HW, C]
+            f0 += nf
+        }
+        return y
     }
 }

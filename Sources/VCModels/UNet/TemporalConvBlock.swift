@@ -22,13 +22,16 @@ public struct TemporalConvBlock: Sendable {
         self.norms = norms; self.weights = weights; self.biases = biases
     }
 
-    /// x: [B*T, H, W, C] -> [B*T, H, W, C].
+    /// x: [B*T, H, W, C] -> [B*T, H, W, C] (a new tensor; x is not modified).
     public func callAsFunction(_ x: Tensor, batch: Int, frames: Int) throws -> Tensor {
         var h = x
         for i in 0..<4 {
-            h = try norms[i](h, samples: batch, activation: .silu)           // stats over T*H*W per group
-            h = try Ops.convTemporal(h, frames: frames, weights[i], biases[i]) // kernel 3 over frames
+            // GroupNorm statistics over T*H*W per group, applied with SiLU inside the conv's gather.
+            let s = try Ops.groupNormStatistics(h, samples: batch, groups: norms[i].groups, weight: norms[i].weight,
+                                                bias: norms[i].bias, eps: norms[i].eps)
+            h = try Ops.convTemporal(h, frames: frames, weights[i], biases[i], norm: s, activation: .silu)  // kernel 3 over frames
         }
-        return try Ops.add(h, x)
+        try Ops.addInPlace(h, x)
+        return h
     }
 }

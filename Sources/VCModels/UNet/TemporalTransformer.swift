@@ -28,13 +28,34 @@ public struct TemporalTransformer: Sendable {
     }
 
     /// x: [B*T, H, W, C] (the T frames of each item consecutive) -> [B*T, H, W, C].
-    public func callAsFunction(_ x: Tensor, batch: Int, frames: Int) throws -> Tensor {
-        guard x.rank == 4 else { throw TensorError.shapeMismatch("temporal transformer input \(x.shape)") }
-        let layout = TokenLayout(batch: batch, frames: frames, pixels: x.shape[1] * x.shape[2], axis: .temporal)
-        var h = try norm(x, samples: batch)               // statistics across all frames of an item
-        h = try projIn(h)                                 // [B*T, H, W, C] -> [B*T, H, W, inner]
-        for block in blocks { h = try block(h, context: nil, layout: layout) }
-        h = try projOut(h)                                // [B*T, H, W, inner] -> [B*T, H, W, C]
-        return try Ops.add(h, x)
+    /// Works on chunks of about `chunkTokens` tokens: a range of pixels of one item across all its
+    /// frames (gathered frame-major), normalised with the item's statistics, projected, run
+    /// through the blocks in place, projected back onto the residual and scattered to the output.
+    public func callAsFunction(_ x: Tensor, batch: Int, frames: Int, chunkTokens: Int = 4096) throws -> Tensor {
+        guard x.rank == 4, batch > 0, x.shape[0] == batch * frames else {
+            throw TensorError.shapeMismatch("temporal transformer input \(x.shape)")
+        }
+        let (hw, c) = (x.shape[1] * x.shape[2], x.shape[3])
+        let stats = try Ops.groupNormStatistics(x, samples: batch, groups: norm.groups, weight: norm.weight,
+                                                bias: norm.bias, eps: norm.eps)          // statistics across all frames of an item
+        let x2 = try x.reshaped([batch * frames * hw, c])
+        let y = Tensor(uninitialized: x.shape)
+        let y2 = try y.reshaped([batch * frames * hw, c])
+        let perChunk = max(1, chunkTokens / max(frames, 1))
+        for item in 0..<batch {
+            var p0 = 0
+            while p0 < hw {
+                let np = min(perChunk, hw - p0)
+                // [T, np, C]: pixels p0..<p0+np of every frame of the item.
+                let xc = try Ops.gatherRowBlocks(x2, first: item * frames * hw + p0, blocks: frames, stride: hw, count: np)
+                let h = try projIn(Ops.groupNormApply(xc, stats.samples(item, 1)))       // [T*np, inner]
+                let chunk = TokenChunk.temporal(frames: frames, pixels: np)
+                for block in blocks { try block.apply(h, chunk: chunk, contextKV: nil, feedForwardRows: min(chunkTokens, BasicTransformerBlock.feedForwardRows)) }
+                try Ops.linear(h, projOut.weight, projOut.bias, accumulateInto: xc)       // residual + proj_out
+                try Ops.scatterRowBlocks(xc, into: y2, first: item * frames * hw + p0, blocks: frames, stride: hw, count: np)
+                p0 += np
+            }
+        }
+        return y
     }
 }

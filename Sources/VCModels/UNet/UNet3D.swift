@@ -56,6 +56,10 @@ public struct UNet3D: Sendable {
     let outNorm: GroupNorm
     let outConv: Conv2d
 
+    /// Tokens per chunk inside the transformers (whole frames for the spatial ones, a pixel range
+    /// of all frames for the temporal ones): bounds the attention and feed-forward temporaries.
+    public var chunkTokens = 4096
+
     /// The latent height and width must be multiples of this (2^(levels-1), 8 for VideoCrafter2).
     public var sizeMultiple: Int { 1 << (config.channelMult.count - 1) }
 
@@ -197,10 +201,12 @@ public struct UNet3D: Sendable {
                 switch layer {
                 case let .conv(conv): hcur = try conv(hcur)
                 case let .res(r): hcur = try r(hcur, embSiLU: embSiLU, batch: batch, frames: frames, observer: observer)
-                case let .spatial(st): hcur = try st(hcur, context: context, batch: batch, frames: frames)
-                case let .temporal(tt): hcur = try tt(hcur, batch: batch, frames: frames)
+                case let .spatial(st): hcur = try st(hcur, context: context, batch: batch, frames: frames, chunkTokens: chunkTokens)
+                case let .temporal(tt): hcur = try tt(hcur, batch: batch, frames: frames, chunkTokens: chunkTokens)
                 case let .downsample(conv): hcur = try conv(hcur)                              // [N, H, W, C] -> [N, H/2, W/2, C]
-                case let .upsample(conv): hcur = try conv(Ops.upsampleNearest2x(hcur))         // [N, H, W, C] -> [N, 2H, 2W, C]
+                case let .upsample(conv):
+                    // [N, H, W, C] -> [N, 2H, 2W, C]: nearest x2 read inside the conv's gather.
+                    hcur = try Ops.conv2d(hcur, conv.weight, conv.bias, stride: 1, padding: 1, upsample2x: true, norm: nil)
                 }
                 observer?("\(block.name).\(j)", hcur)
             }
@@ -213,7 +219,7 @@ public struct UNet3D: Sendable {
         for (k, block) in inputBlocks.enumerated() {
             hcur = try run(block, hcur)
             if k == 0, let initAttn {
-                hcur = try initAttn(hcur, batch: batch, frames: frames)
+                hcur = try initAttn(hcur, batch: batch, frames: frames, chunkTokens: chunkTokens)
                 observer?("init_attn", hcur)
             }
             hs.append(hcur)
@@ -223,7 +229,10 @@ public struct UNet3D: Sendable {
             guard let skip = hs.popLast() else { throw UNetError.badInput("skip stack underflow") }
             hcur = try run(block, Ops.concatChannels(hcur, skip))   // cat([h, skip], channels)
         }
-        let y = try outConv(outNorm(hcur, samples: batch * frames, activation: .silu))  // [B*T, h, w, out]
+        let so = try Ops.groupNormStatistics(hcur, samples: batch * frames, groups: outNorm.groups, weight: outNorm.weight,
+                                             bias: outNorm.bias, eps: outNorm.eps)
+        let y = try Ops.conv2d(hcur, outConv.weight, outConv.bias, stride: 1, padding: 1, upsample2x: false,
+                               norm: so, activation: .silu)                     // [B*T, h, w, out]
         observer?("out", y)
         return y
     }

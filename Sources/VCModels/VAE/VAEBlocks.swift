@@ -11,21 +11,56 @@ func vaeNorm(_ b: WeightBinder, _ prefix: String, channels: Int) -> GroupNorm {
     GroupNorm(b, prefix, channels: channels, groups: 32, eps: 1e-6)
 }
 
+/// A 3x3 convolution with stride 1 and padding 1 (every 3x3 conv of the decoder). f32 / f16 /
+/// bf16 weights are reordered once, here, to tap-major [9, Cout, Cin], each tap packed for the
+/// GEMM kernels, and run as nine GEMMs over padded row bands (`Ops.conv2dSame`, no im2col matrix);
+/// q8_0 weights, whose blocks cannot be reordered exactly, keep the im2col path (`Ops.conv2d`).
+struct VAEConv3x3: Sendable {
+    enum Weight: Sendable {
+        case taps([PackedWeight])    // tap-major, packed
+        case packed(PackedWeight)    // [Cout, Cin, 3, 3] packed (q8_0)
+        case plain(Tensor)           // as stored (if packing failed)
+    }
+    let weight: Weight
+    let bias: Tensor?
+
+    init(_ b: WeightBinder, _ prefix: String, in cin: Int, out cout: Int) {
+        let conv = Conv2d(b, prefix, in: cin, out: cout)
+        if let taps = try? Ops.packTaps(try Ops.convTaps(conv.weight)) {
+            weight = .taps(taps)
+        } else if let p = try? PackedWeight(conv.weight) {
+            weight = .packed(p)
+        } else {
+            weight = .plain(conv.weight)
+        }
+        bias = conv.bias
+    }
+
+    /// [N, H, W, Cin] -> [N, H, W, Cout].
+    func callAsFunction(_ x: Tensor) throws -> Tensor {
+        switch weight {
+        case .taps(let t): return try Ops.conv2dSame(x, packedTaps: t, kernel: (3, 3), bias)
+        case .packed(let p): return try Ops.conv2d(x, p, bias, stride: 1, padding: 1)
+        case .plain(let w): return try Ops.conv2d(x, w, bias, stride: 1, padding: 1)
+        }
+    }
+}
+
 /// ResnetBlock without time embedding:
 /// h = conv2(swish(norm2(conv1(swish(norm1(x)))))); return shortcut(x) + h,
 /// with a 1x1 `nin_shortcut` when the width changes.
 struct VAEResnetBlock: Sendable {
     let norm1: GroupNorm
-    let conv1: Conv2d
+    let conv1: VAEConv3x3
     let norm2: GroupNorm
-    let conv2: Conv2d
+    let conv2: VAEConv3x3
     let ninShortcut: Linear?
 
     init(_ b: WeightBinder, _ prefix: String, in cin: Int, out cout: Int) {
         norm1 = vaeNorm(b, "\(prefix).norm1", channels: cin)
-        conv1 = Conv2d(b, "\(prefix).conv1", in: cin, out: cout)
+        conv1 = VAEConv3x3(b, "\(prefix).conv1", in: cin, out: cout)
         norm2 = vaeNorm(b, "\(prefix).norm2", channels: cout)
-        conv2 = Conv2d(b, "\(prefix).conv2", in: cout, out: cout)
+        conv2 = VAEConv3x3(b, "\(prefix).conv2", in: cout, out: cout)
         ninShortcut = cin == cout ? nil : Linear(b, "\(prefix).nin_shortcut", in: cin, out: cout, kernelDims: 2)
     }
 
@@ -92,10 +127,10 @@ struct VAEAttnBlock: Sendable {
 
 /// Upsample with conv: nearest x2, then a 3x3 conv. [N, H, W, C] -> [N, 2H, 2W, C].
 struct VAEUpsample: Sendable {
-    let conv: Conv2d
+    let conv: VAEConv3x3
 
     init(_ b: WeightBinder, _ prefix: String, channels c: Int) {
-        conv = Conv2d(b, "\(prefix).conv", in: c, out: c)
+        conv = VAEConv3x3(b, "\(prefix).conv", in: c, out: c)
     }
 
     func callAsFunction(_ x: Tensor) throws -> Tensor {

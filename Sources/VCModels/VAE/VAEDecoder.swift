@@ -34,14 +34,14 @@ public struct VAEDecoder: Sendable {
 
     public let config: VAEConfig
     let postQuantConv: Linear
-    let convIn: Conv2d
+    let convIn: VAEConv3x3
     let midBlock1: VAEResnetBlock
     let midAttn: VAEAttnBlock
     let midBlock2: VAEResnetBlock
     /// Indexed by level (up[0] = full resolution, runs last).
     let up: [VAEUpLevel]
     let normOut: GroupNorm
-    let convOut: Conv2d
+    let convOut: VAEConv3x3
 
     /// Binds `prefix`post_quant_conv.* and `prefix`decoder.* from `b`.
     public init(_ b: WeightBinder, config: VAEConfig, prefix: String = VAEDecoder.defaultPrefix) {
@@ -50,7 +50,7 @@ public struct VAEDecoder: Sendable {
         let levels = config.chMult.count
         var blockIn = config.ch * (config.chMult.last ?? 1)
         postQuantConv = Linear(b, "\(prefix)post_quant_conv", in: config.embedDim, out: config.zChannels, kernelDims: 2)
-        convIn = Conv2d(b, "\(d).conv_in", in: config.zChannels, out: blockIn)
+        convIn = VAEConv3x3(b, "\(d).conv_in", in: config.zChannels, out: blockIn)
         midBlock1 = VAEResnetBlock(b, "\(d).mid.block_1", in: blockIn, out: blockIn)
         midAttn = VAEAttnBlock(b, "\(d).mid.attn_1", channels: blockIn)
         midBlock2 = VAEResnetBlock(b, "\(d).mid.block_2", in: blockIn, out: blockIn)
@@ -68,7 +68,7 @@ public struct VAEDecoder: Sendable {
         }
         up = byLevel.compactMap { $0 }
         normOut = vaeNorm(b, "\(d).norm_out", channels: blockIn)
-        convOut = Conv2d(b, "\(d).conv_out", in: blockIn, out: config.outCh)
+        convOut = VAEConv3x3(b, "\(d).conv_out", in: blockIn, out: config.outCh)
     }
 
     /// Tensors of the autoencoder that decoding never reads: the encoder and quant_conv.

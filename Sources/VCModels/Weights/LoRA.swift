@@ -42,8 +42,8 @@ public struct LoRANameResolver: Sendable {
             if let old = dict[key], case .target(let o) = old, o == t { return }
             dict[key] = dict[key] == nil ? .target(t) : .ambiguous
         }
-        let unetPrefix = ModelTensorNames.unetPrefix
-        for t in names.tensors where t.name.hasSuffix(".weight") && !t.name.hasPrefix(ModelTensorNames.vaePrefix) {
+        let unetPrefix = ModelTensors.unetPrefix
+        for t in names.tensors where t.name.hasSuffix(".weight") && !t.name.hasPrefix(ModelTensors.vaePrefix) {
             let module = String(t.name.dropLast(".weight".count))
             let target = LoRATarget(tensor: t.name, origin: t.origin)
             put(&ldmPaths, module, target)
@@ -294,7 +294,7 @@ public struct LoRAFile: Sendable {
         // SD 1.x: cross-attention keys/values (or the text encoder) fed 768-wide inputs.
         if let down = f[.down], down.shape[1] == 768, shape.count >= 2, shape[1] != 768,
            target.tensor.hasSuffix("attn2.to_k.weight") || target.tensor.hasSuffix("attn2.to_v.weight")
-            || target.tensor.hasPrefix(ModelTensorNames.textPrefix) {
+            || target.tensor.hasPrefix(ModelTensors.textPrefix) {
             throw LoRAError.sd1(file: file, key: key(.down), "768-wide inputs where the model's \(target.tensor) takes \(shape[1])")
         }
 

@@ -127,7 +127,7 @@ public final class ImportJob {
         if opened.format == .diffusers, let folder = opened.source as? DiffusersFolder {
             // diffusers names -> canonical names through the configuration's structure.
             settled = try settleDiffusersConfig(folder)
-            let view = DiffusersCanonicalSource(folder: folder, mapping: DiffusersNames.mapping(for: settled.loaded.config))
+            let view = DiffusersCanonicalSource(folder: folder, names: try ModelTensorNames(config: settled.loaded.config))
             source = view
             for c in view.tensorNames {
                 canonicalToSource[c] = c
@@ -220,8 +220,8 @@ public final class ImportJob {
             m.configYAML = settled.yamlText
             m.textConfigJSON = settled.textJSON
             m.preset = settled.presetName
-            let vocabText = try BundledVocabulary.text()
-            m.vocabularyZstd = try BundledVocabulary.compressed()
+            m.vocabularyZstd = try CLIPTokenizer.bundledVocabularyZstd()
+            let vocabText = try Zstd.decompress(m.vocabularyZstd, limit: 16 << 20)
             m.vocabularySize = vocabText.count
             m.vocabularyCRC32C = CRC32C.checksum(vocabText)
             var p = VCMProvenance()
@@ -271,7 +271,7 @@ public final class ImportJob {
         }
         let loaded: LoadedConfig
         do {
-            loaded = try DiffusersNames.config(unet: try text("unet/config.json"), vae: try text("vae/config.json"),
+            loaded = try DiffusersConfig.parse(unet: try text("unet/config.json"), vae: try text("vae/config.json"),
                                                textEncoder: try text("text_encoder/config.json"),
                                                scheduler: try text("scheduler/scheduler_config.json"))
         } catch let e as ConfigError {

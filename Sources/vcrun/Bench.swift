@@ -1,0 +1,63 @@
+// `vcrun bench`: one UNet call at the real shapes, timed per component.
+import ArgumentParser
+import Foundation
+import VCTensor
+import VideoCrafter
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time one UNet call (per component, GFLOP/s, % of this machine's peak, peak RSS).",
+        discussion: """
+        Without --model the weights are random (deterministic) at the real VideoCrafter2 shapes,
+        with the linear/conv weights converted to --type (norms and biases stay f32).
+        Example: vcrun bench --random vc2 --type q8 --batch 2 --threads 2
+        """)
+
+    @Option(name: .long, help: "A safetensors file with model.diffusion_model.* weights (instead of random ones).")
+    var model: String?
+
+    @Option(name: .long, help: "Random weights for this architecture (vc2).")
+    var random: String = "vc2"
+
+    @Option(name: .long, help: "Weight type of the random linear/conv weights: q8, bf16, f16 or f32.")
+    var type: String = "q8"
+
+    @Option(name: .long, help: "Frames per video.") var frames: Int = 16
+    @Option(name: .long, help: "Pixel height (latent = height/8).") var height: Int = 320
+    @Option(name: .long, help: "Pixel width (latent = width/8).") var width: Int = 512
+    @Option(name: .long, help: "Batch (2 = both CFG branches in one call).") var batch: Int = 2
+    @Option(name: .customLong("repeat"), help: "Timed calls (the median is reported).") var repeats: Int = 1
+    @Option(name: .long, help: "Untimed calls before timing.") var warmup: Int = 0
+    @Option(name: .long, help: "Threads (default: all cores).") var threads: Int = 0
+    @Flag(name: .long, help: "Print the report as JSON.") var json = false
+
+    func run() throws {
+        var o = BenchOptions()
+        o.modelPath = model
+        switch random {
+        case "vc2": o.randomModel = .vc2
+        default: throw ValidationError("--random must be vc2")
+        }
+        switch type {
+        case "q8", "q8_0": o.weightType = .q8_0
+        case "bf16": o.weightType = .bf16
+        case "f16": o.weightType = .f16
+        case "f32": o.weightType = .f32
+        default: throw ValidationError("--type must be q8, bf16, f16 or f32")
+        }
+        o.frames = frames; o.height = height; o.width = width; o.batch = batch
+        o.repeats = repeats; o.warmup = warmup; o.threads = threads
+        let quiet = json
+        let report = try Bench.unet(o) { line in
+            if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        }
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(report), as: UTF8.self))
+        } else {
+            print(Bench.text(report), terminator: "")
+        }
+    }
+}

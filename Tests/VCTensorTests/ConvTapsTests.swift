@@ -1,0 +1,80 @@
+import Testing
+import VCTensor
+import VCTestSupport
+
+/// Ops.conv2dSame (per-tap GEMMs over padded bands) against Ops.conv2d (im2col) at awkward sizes.
+@Suite("Same convolution through per-tap GEMMs")
+struct ConvTapsTests {
+    static func values(_ n: Int, seed: UInt64) -> [Float] {
+        var s = seed &* 0x9e37_79b9_7f4a_7c15 | 1
+        return (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(s >> 40) % 2001) / 1000 - 1
+        }
+    }
+
+    static func tensor(_ shape: [Int], seed: UInt64) throws -> Tensor {
+        try Tensor(shape: shape, floats: values(shape.reduce(1, *), seed: seed))
+    }
+
+    @Test(arguments: [
+        // (n, h, w, cin, cout, kh, kw)
+        (1, 1, 1, 1, 1, 3, 3), (1, 1, 7, 3, 5, 3, 3), (2, 7, 5, 17, 33, 3, 3), (1, 15, 16, 16, 7, 3, 3),
+        (3, 4, 31, 8, 16, 3, 3), (1, 9, 33, 5, 3, 1, 1), (1, 5, 5, 2, 3, 5, 5),
+    ])
+    func matchesIm2colConvolution(_ c: (Int, Int, Int, Int, Int, Int, Int)) throws {
+        let (n, h, w, cin, cout, kh, kw) = c
+        let x = try Self.tensor([n, h, w, cin], seed: 1)
+        let wt = try Self.tensor([cout, cin, kh, kw], seed: 2)
+        let b = try Self.tensor([cout], seed: 3)
+        for dtype in [DType.f32, .f16, .bf16] {
+            let wd = try wt.converted(to: dtype)
+            let ref = try Ops.conv2d(x, wd, b, stride: 1, padding: kh / 2).floats()
+            let taps = try Ops.convTaps(wd)
+            let ours = try Ops.conv2dSame(x, taps: taps, kernel: (kh, kw), b)
+            #expect(ours.shape == [n, h, w, cout])
+            let cmp = Comparison(ours.floats(), ref)
+            #expect(cmp.maxAbs <= 1e-5 * max(1, cmp.refMaxAbs), "\(c) \(dtype): \(cmp)")
+            // Packed taps give exactly the unpacked result (PackedWeight is bit-identical).
+            let packed = try Ops.conv2dSame(x, packedTaps: try Ops.packTaps(taps), kernel: (kh, kw), b)
+            #expect(packed.floats() == ours.floats(), "\(c) \(dtype) packed")
+        }
+    }
+
+    /// Several bands (1, 2, 3 rows, and a last partial band) give the single-band result.
+    @Test func bandsJoinSeamlessly() throws {
+        let x = try Self.tensor([2, 7, 9, 5], seed: 7)
+        let taps = try Ops.convTaps(try Self.tensor([6, 5, 3, 3], seed: 8))
+        let b = try Self.tensor([6], seed: 9)
+        let whole = try Ops.conv2dSame(x, taps: taps, kernel: (3, 3), b).floats()
+        for rows in [1, 2, 3, 6, 7, 8] {
+            let banded = try Ops.conv2dSame(x, taps: taps, kernel: (3, 3), b, bandRows: rows).floats()
+            #expect(Comparison(banded, whole).maxAbs <= 1e-6, "band of \(rows) rows")
+        }
+    }
+
+    /// A 1x3 kernel pads only along W: checked against a hand-written loop.
+    @Test func nonSquareKernelMatchesDirectLoop() throws {
+        let (h, w, cin, cout) = (3, 5, 2, 3)
+        let x = try Self.tensor([1, h, w, cin], seed: 4), wt = try Self.tensor([cout, cin, 1, 3], seed: 5)
+        let xv = x.floats(), wv = wt.floats()
+        var ref = [Float](repeating: 0, count: h * w * cout)
+        for oy in 0..<h { for ox in 0..<w { for co in 0..<cout {
+            var s: Float = 0
+            for ci in 0..<cin { for kx in 0..<3 where ox + kx - 1 >= 0 && ox + kx - 1 < w {
+                s += xv[(oy * w + ox + kx - 1) * cin + ci] * wv[(co * cin + ci) * 3 + kx]
+            } }
+            ref[(oy * w + ox) * cout + co] = s
+        } } }
+        let ours = try Ops.conv2dSame(x, taps: try Ops.convTaps(wt), kernel: (1, 3), nil).floats()
+        #expect(Comparison(ours, ref).maxAbs <= 1e-6)
+    }
+
+    @Test func refusesWhatItCannotRun() throws {
+        let w = try Self.tensor([4, 3, 3, 3], seed: 6)
+        #expect(throws: TensorError.self) { try Ops.convTaps(try w.converted(to: .q8_0)) }
+        let taps = try Ops.convTaps(w)
+        #expect(throws: TensorError.self) { try Ops.conv2dSame(Tensor(zeros: [1, 4, 4, 5]), taps: taps, kernel: (3, 3), nil) }
+        #expect(throws: TensorError.self) { try Ops.conv2dSame(Tensor(zeros: [1, 4, 4, 3]), taps: taps, kernel: (2, 2), nil) }
+    }
+}
