@@ -227,6 +227,7 @@ extension FuzzHarness {
     /// this source file's location, as the fuzz targets are built from the same checkout).
     struct LoRABase: @unchecked Sendable {
         let names: ModelTensorNames
+        let resolver: LoRANameResolver
         let weights: SafetensorsFile
     }
 
@@ -239,7 +240,7 @@ extension FuzzHarness {
               let config = try? LVDMConfig.parse(yaml: yaml, textConfigJSON: text).config,
               let names = try? ModelTensorNames(config: config),
               let weights = try? SafetensorsFile(path: dir.appendingPathComponent("model.safetensors").path) else { return nil }
-        return LoRABase(names: names, weights: weights)
+        return LoRABase(names: names, resolver: LoRANameResolver(names: names), weights: weights)
     }()
 
     /// Opens the bytes as a LoRA .safetensors file, resolves it against the tiny VC2 model
@@ -251,7 +252,7 @@ extension FuzzHarness {
         do {
             let source = try SafetensorsFile(file: MappedFile(bytes: data, path: "fuzz-lora.safetensors"))
             let file = try LoRAFile.load(source, metadata: source.metadata, name: "fuzz-lora.safetensors",
-                                         names: b.names, base: b.weights)
+                                         names: b.names, resolver: b.resolver, base: b.weights)
             var options = LoRAOptions()
             options.includeTemporal = true
             options.allowUnmatched = true

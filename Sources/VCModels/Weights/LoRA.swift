@@ -177,10 +177,16 @@ public struct LoRAFile: Sendable {
     /// see `LoRAFile.check(options:)`).
     public static func load(_ source: any TensorSource, metadata: [String: String], name: String,
                             names: ModelTensorNames, base: any TensorSource) throws -> LoRAFile {
+        try load(source, metadata: metadata, name: name, names: names, resolver: LoRANameResolver(names: names), base: base)
+    }
+
+    /// `load` with a resolver built once for `names` (building one walks every name of the model;
+    /// the LoRA fuzz target loads thousands of files against the same model).
+    public static func load(_ source: any TensorSource, metadata: [String: String], name: String,
+                            names: ModelTensorNames, resolver: LoRANameResolver, base: any TensorSource) throws -> LoRAFile {
         try checkBaseModelMetadata(metadata, file: name)
         let peft = try PEFTConfigs(metadata: metadata, file: name)
         let groups = try LoRAKeyParser.group(keys: source.tensorNames, file: name)
-        let resolver = LoRANameResolver(names: names)
         var file = LoRAFile(name: name, scheme: .kohya, deltas: [], temporal: [], unmatched: [])
         var schemes: [LoRAScheme: Int] = [:]
         for g in groups {
@@ -518,18 +524,31 @@ public enum LoRAMath {
             }
             for i in range { touched[i] = true }
         }
-        if base.dtype == .f32 { return work }
-        // Splice: runs of touched rows come from the merged f32 converted back, the rest from W.
-        var parts: [Tensor] = []
-        var start = 0
-        while start < rows {
-            var end = start
-            while end < rows, touched[end] == touched[start] { end += 1 }
-            parts.append(touched[start] ? try work.rows(start, end - start).converted(to: base.dtype)
-                                        : try base.rows(start, end - start))
-            start = end
+        let merged: Tensor
+        if base.dtype == .f32 {
+            merged = work
+        } else {
+            // Splice: runs of touched rows come from the merged f32 converted back, the rest from W.
+            var parts: [Tensor] = []
+            var start = 0
+            while start < rows {
+                var end = start
+                while end < rows, touched[end] == touched[start] { end += 1 }
+                parts.append(touched[start] ? try work.rows(start, end - start).converted(to: base.dtype)
+                                            : try base.rows(start, end - start))
+                start = end
+            }
+            merged = try concatRows(parts, shape: base.shape)
         }
-        return try concatRows(parts, shape: base.shape)
+        // Finite factors can still overflow (their product, the sum with W, or W's dtype, e.g. f16
+        // beyond 65504): a finite base must stay finite, or the model silently produces NaN.
+        // (Found by the LoRA fuzz target, docs/fuzzing.md.)
+        if let i = merged.firstNonFinite(), base.firstNonFinite() == nil, let first = deltas.first?.delta {
+            let modules = deltas.map(\.delta.module).joined(separator: ", ")
+            throw LoRAError.malformed(file: "merge of " + modules, key: first.keys.first ?? first.module,
+                                      "merging into '\(first.target.tensor)' (\(base.dtype.rawValue)) overflows to a non-finite value at element \(i)")
+        }
+        return merged
     }
 }
 
