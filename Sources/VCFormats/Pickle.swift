@@ -2,7 +2,7 @@
 // table and argument encodings) and `Lib/pickle.py` (`_Unpickler` semantics of MARK, memo,
 // POP/POP_MARK, SETITEMS, BUILD). The restricted, non-executing design follows the description of
 // leejet/stable-diffusion.cpp `src/model_io/pickle_io.cpp` @97d2990807 in
-// /work/shared/research/formats-lora-sdcpp.md §2.3. Own implementation.
+// ../shared/research/formats-lora-sdcpp.md §2.3. Own implementation.
 
 /// A node of an unpickled value graph. Containers refer to other nodes by index into
 /// `PickleGraph.nodes`, so shared references, mutation after memoization and even cycles are

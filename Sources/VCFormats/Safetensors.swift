@@ -3,7 +3,7 @@ import VCTensor
 
 // Format: huggingface/safetensors README ("Format") and the validation of
 // `safetensors/src/tensor.rs` (`read_metadata`, `Metadata::validate`) at commit 24b0b2857f;
-// the rules are restated in /work/shared/research/formats-lora-sdcpp.md §1.4. Own implementation.
+// the rules are restated in ../shared/research/formats-lora-sdcpp.md §1.4. Own implementation.
 
 /// A memory-mapped .safetensors file (https://github.com/huggingface/safetensors format).
 /// Tensor data is never copied (except to realign a tensor whose file offset is not a multiple

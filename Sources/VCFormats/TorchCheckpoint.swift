@@ -7,7 +7,7 @@ import VCTensor
 // AILab-CVC/VideoCrafter@11bcd76 scripts/evaluation/funcs.py `load_model_checkpoint`
 // (DeepSpeed {'module': ...} with the 16-character `_forward_module.` prefix, Lightning
 // {'state_dict': ...}, or a bare OrderedDict). Described in
-// /work/shared/research/formats-lora-sdcpp.md §2. Own implementation.
+// ../shared/research/formats-lora-sdcpp.md §2. Own implementation.
 
 /// A PyTorch zip checkpoint (`torch.save` since 1.6) as a `TensorSource`, without Python and
 /// without executing anything.

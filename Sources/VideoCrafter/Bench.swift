@@ -131,7 +131,7 @@ public struct BenchOptions: Sendable {
     public init() {}
 }
 
-/// This machine's measured peaks (docs/performance.md, /work/shared/research/feasibility.md
+/// This machine's measured peaks (docs/performance.md, ../shared/research/feasibility.md
 /// section 3a: 2 Zen 4 cores, hand-written loops of independent FMAs / dot products).
 public enum MachinePeak {
     /// fp32 FMA, 2 threads.

@@ -2,7 +2,7 @@
 """DEV ONLY: write a synthetic full-size VideoCrafter2 checkpoint (no torch needed).
 
 Random f32 weights at the real shapes of the 2,039 tensors listed in a key table
-(/work/shared/research/videocrafter2-state-dict-keys.tsv: key, shape like 320x4x3x3 or
+(../shared/research/videocrafter2-state-dict-keys.tsv: key, shape like 320x4x3x3 or
 "scalar", dtype), written as a torch.save-style zip (ZIP64, stored entries aligned to 64 bytes,
 data descriptors, data.pkl pickled with protocol 2 exactly as torch pickles tensors:
 _rebuild_tensor_v2 over ('storage', torch.FloatStorage, key, 'cpu', numel) persistent ids).
