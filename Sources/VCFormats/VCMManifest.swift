@@ -97,7 +97,11 @@ public enum VCMFormat {
     /// The only format version this code reads and writes.
     public static let version: UInt32 = 1
     public static let headerSize = 64
-    public static let defaultAlignment = 64
+    /// Tensors start on 4 KiB pages: a tensor can be mapped, prefetched (`MADV_WILLNEED`) or
+    /// released (`MADV_DONTNEED`) without touching its neighbours, and every start is also
+    /// cache-line and AVX-512 aligned. The padding costs at most 4 KiB per tensor (about 8 MB on
+    /// VideoCrafter2's 2,000 tensors, 0.3 % of a q8 file).
+    public static let defaultAlignment = 4096
     /// Largest manifest a reader accepts (the 2039-tensor VC2 manifest is about 0.4 MB).
     public static let maxManifestSize = 64 << 20
     /// Largest decompressed vocabulary a reader accepts.

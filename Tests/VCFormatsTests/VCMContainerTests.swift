@@ -108,9 +108,10 @@ struct VCMRoundTripTests {
         func le(_ o: Int, _ w: Int) -> Int { (0..<w).reduce(0) { $0 | Int(bytes[o + $1]) << (8 * $1) } }
         #expect(le(8, 4) == 1)   // version
         #expect(le(12, 4) == 64) // header size
-        #expect(le(16, 8) == 64) // data offset
+        #expect(le(16, 8) == 4096) // data offset: the first page after the header (default alignment)
+        #expect(bytes[64..<4096].allSatisfy { $0 == 0 }) // zero padding up to it
         let dataSize = le(24, 8), mOff = le(32, 8), mSize = le(40, 8)
-        #expect(64 + dataSize == mOff && mOff + mSize == bytes.count)
+        #expect(4096 + dataSize == mOff && mOff + mSize == bytes.count)
         #expect(UInt32(le(48, 4)) == CRC32C.checksum(Array(bytes[mOff..<(mOff + mSize)])))
         #expect(UInt32(le(60, 4)) == CRC32C.checksum(Array(bytes[0..<60])))
     }

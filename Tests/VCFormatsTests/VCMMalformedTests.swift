@@ -174,7 +174,7 @@ final class VCMMalformedTests {
     @Test func misalignedOffset() throws {
         var m = Mutant(bytes: good)
         try m.replaceManifest { $0.tensors[1].offset += 4 }
-        expectRejected(m, "tensor 'b.f16'", "not a multiple of the alignment 64")
+        expectRejected(m, "tensor 'b.f16'", "not a multiple of the alignment \(VCMFormat.defaultAlignment)")
     }
 
     @Test func badAlignment() throws {
