@@ -304,10 +304,14 @@ struct Reader {
             throw ConfigError("\(path).\(key) is missing")
         }
         if type(of: v) == Bool.self { throw ConfigError("\(path).\(key) must be a number") }
-        if let x = v as? Double { return x }
-        if let i = v as? Int { return Double(i) }
-        if let s = v as? String, let x = Double(s) { return x } // YAML 1.1 "1e-4" without a dot is a string
-        throw ConfigError("\(path).\(key) must be a number")
+        let x: Double
+        if let d = v as? Double { x = d } else if let i = v as? Int { x = Double(i) }
+        else if let s = v as? String, let d = Double(s) { x = d } // YAML 1.1 "1e-4" without a dot is a string
+        else { throw ConfigError("\(path).\(key) must be a number") }
+        // Every number of these configs (schedule ends, scale factor, init values) is finite;
+        // YAML's .nan / .inf would otherwise flow into the noise schedule silently.
+        guard x.isFinite else { throw ConfigError("\(path).\(key) must be a finite number (got \(x))") }
+        return x
     }
 
     func bool(_ m: [String: Any], _ key: String, path: String, default d: Bool) throws -> Bool {
