@@ -28,8 +28,23 @@ public struct GenerationParameters: Sendable, Codable, Equatable {
     public var frames: Int = 16
     public var height: Int = 320
     public var width: Int = 512
+    /// How the two branches of classifier-free guidance go through the UNet (not an upstream
+    /// setting: both give the same prediction, see `GuidanceBatching`).
+    public var guidanceBatching: GuidanceBatching = .sequential
 
     public init(prompt: String) { self.prompt = prompt }
+}
+
+/// How the conditional and unconditional branches of classifier-free guidance are run. The
+/// UNet treats batch rows independently, so both give the same prediction (the official code
+/// batches them); they differ in memory and, slightly, in speed. Measured at the real VC2 shapes
+/// (docs/performance.md): one batch-2 call and two batch-1 calls take the same time within noise,
+/// and the batch-1 calls need about half the activation memory.
+public enum GuidanceBatching: String, Sendable, Codable, CaseIterable {
+    /// One UNet call per branch, batch 1: the smaller peak memory (the default).
+    case sequential
+    /// Both branches in one batch-2 call, as the official code does.
+    case batched
 }
 
 /// Errors found before any heavy work starts.
@@ -146,6 +161,9 @@ public final class TextToVideo: @unchecked Sendable {
             if useUncond { rows.append(tokenizer.tokenize(p.negativePrompt)) }
             context = try encoder.encode(tokens: rows)                   // [B, 77, width]
         }
+        // The encoder's packed weights went with it; its tensors' mapped pages would stay
+        // resident (about 0.7 GB of f16 for VC2) next to the UNet's: drop them.
+        for name in file.tensorNames where name.hasPrefix(ModelTensors.textPrefix) { file.releasePages(named: name) }
         timings["text"] = seconds(clock.now - start)
         onEvent(.encodedText(seconds: timings["text"] ?? 0))
 
@@ -166,13 +184,24 @@ public final class TextToVideo: @unchecked Sendable {
         let cfg = ClassifierFreeGuidance(scale: p.guidance)
         let batch = useUncond ? 2 : 1
         let denoiser: Denoiser = { x, timestep, _ in
-            // [1, C, T, h, w] -> [T, h, w, C] (channels-last frames), duplicated for CFG.
+            // [1, C, T, h, w] -> [T, h, w, C] (channels-last frames).
             let frames = try Ops.channelsLast(x).reshaped([t, h, w, c])
-            let xin = batch == 2 ? try Ops.concatRows([frames, frames]) : frames
-            let eps = try unet(x: xin, timesteps: Array(repeating: timestep, count: batch), context: context,
-                               fps: Array(repeating: p.fps, count: batch), frames: t)    // [B*T, h, w, C]
-            let first = try Ops.channelsFirst(try eps.reshaped([batch, t, h, w, c]))     // [B, C, T, h, w]
-            return batch == 2 ? try cfg.combine(batched: first, order: .conditionalFirst) : first
+            // One UNet call over `n` copies of the frames with the context rows `ctx` ([n, 77, width]).
+            func predict(_ input: Tensor, _ ctx: Tensor, _ n: Int) throws -> Tensor {
+                let eps = try unet(x: input, timesteps: Array(repeating: timestep, count: n), context: ctx,
+                                   fps: Array(repeating: p.fps, count: n), frames: t)    // [n*T, h, w, C]
+                return try Ops.channelsFirst(try eps.reshaped([n, t, h, w, c]))          // [n, C, T, h, w]
+            }
+            if batch == 1 { return try predict(frames, context, 1) }
+            switch p.guidanceBatching {
+            case .batched:
+                let both = try predict(try Ops.concatRows([frames, frames]), context, 2)  // [cond; uncond]
+                return try cfg.combine(batched: both, order: .conditionalFirst)
+            case .sequential:
+                let cond = try predict(frames, try context.rows(0, 1), 1).floats()
+                let uncond = try predict(frames, try context.rows(1, 1), 1).floats()
+                return try Tensor(shape: shape, floats: try cfg.combine(conditional: cond, unconditional: uncond))
+            }
         }
         var run = try sampler.start(shape: shape, generator: TorchGenerator(seed: seed), denoiser: denoiser)
         while let out = try run.next() {

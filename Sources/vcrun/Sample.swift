@@ -69,6 +69,11 @@ struct Sample: ParsableCommand {
     @Option(help: "Threads for the compute kernels (default: all cores).")
     var threads: Int?
 
+    @Option(name: .customLong("guidance-batching"), help: ArgumentHelp(
+        "How the two guidance branches run: sequential (two batch-1 UNet calls: half the activation memory) or batched (one batch-2 call, as upstream).",
+        valueName: "mode"))
+    var guidanceBatching: GuidanceBatching = .sequential
+
     @Option(name: .customLong("save-latents"), help: "Also write the final latent and the latent after every step to this .safetensors file.")
     var saveLatents: String?
 
@@ -97,6 +102,7 @@ struct Sample: ParsableCommand {
         p.seed = seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         p.steps = steps; p.eta = eta; p.guidance = guidance; p.fps = fps
         p.frames = frames; p.height = height; p.width = width
+        p.guidanceBatching = guidanceBatching
         var out = SampleOutput(path: output)
         out.saveFps = saveFps; out.crf = crf; out.saveLatents = saveLatents
         if !json, seed == nil, let s = p.seed { printErr("seed: \(s)") }
@@ -170,3 +176,5 @@ final class StepDisplay {
         return "\(t)s"
     }
 }
+
+extension GuidanceBatching: ExpressibleByArgument {}

@@ -128,6 +128,19 @@ struct SampleGoldenTests {
         #expect(tmp.files() == ["latents.safetensors", "swan.mp4", "swan.mp4.json"])
     }
 
+    /// The two ways of running the guidance branches give the same latents (golden A, 4 steps):
+    /// the UNet treats batch rows independently.
+    @Test func sequentialAndBatchedGuidanceAgree() async throws {
+        let model = try TextToVideo(modelPath: try await TinyModels.shared.path(.f32))
+        var p = goldenParameters()
+        p.guidanceBatching = .batched
+        let batched = try model.generate(p).latent.floats()
+        p.guidanceBatching = .sequential
+        let sequential = try model.generate(p).latent.floats()
+        let c = Comparison(sequential, batched)
+        #expect(c.maxAbs <= 1e-5, "max abs difference \(c.maxAbs)")
+    }
+
     @Test func badRequestsFailBeforeAnyHeavyWorkAndWriteNothing() async throws {
         let model = try await TinyModels.shared.path(.f32)
         let tmp = try TempDir()
