@@ -108,7 +108,8 @@ final class BoundWeights: ShapedTensorSource, @unchecked Sendable {
 
 /// What to benchmark.
 public struct BenchOptions: Sendable {
-    /// A weights file or folder with `model.diffusion_model.*` keys (anything `TensorFiles.open`
+    /// A `.vcm` model (its configuration is used), or a weights file or folder with
+    /// `model.diffusion_model.*` keys and VC2 512 shapes (anything `TensorFiles.open`
     /// reads: safetensors, a PyTorch checkpoint); nil: random weights.
     public var modelPath: String?
     /// The architecture of the random model.
@@ -222,11 +223,17 @@ public enum Bench {
         }
         Ops.setThreads(o.threads)
         let loadBefore = Self.loadAverage()
-        let config = ModelConfig.vc2_512.unet
+        var config = ModelConfig.vc2_512.unet
         let started = ContinuousClock.now
         let source: any TensorSource
         let modelName: String
-        if let path = o.modelPath {
+        if let path = o.modelPath, path.hasSuffix(".vcm") {
+            // A converted model: its own configuration, its stored weight types (or --type).
+            let model = try TextToVideo(modelPath: path)
+            config = model.config.unet
+            source = o.weightType.map { ConvertingSource(base: model.file, target: $0) } ?? model.file
+            modelName = path
+        } else if let path = o.modelPath {
             let file = try TensorFiles.open(path)
             source = o.weightType.map { ConvertingSource(base: file, target: $0) } ?? file
             modelName = path

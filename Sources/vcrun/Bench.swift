@@ -9,12 +9,18 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Time one UNet call (per component, GFLOP/s, % of this machine's peak, peak RSS).",
         discussion: """
-        Without --model the weights are random (deterministic) at the real VideoCrafter2 shapes,
-        with the linear/conv weights converted to --type (norms and biases stay f32).
-        Example: vcrun bench --random vc2 --type q8 --batch 2 --threads 2
+        Without --model the weights are random (deterministic) at the real VideoCrafter2 shapes, \
+        with the linear/conv weights converted to --type (norms and biases stay f32). With --model, \
+        the UNet of that file runs (a .vcm with its own configuration, or a safetensors / .ckpt \
+        file with VideoCrafter2 512 shapes).
+
+        Examples:
+          vcrun bench --random vc2 --type q8 --batch 2 --threads 2
+          vcrun bench --model vc2-q8.vcm --batch 1 --repeat 3 --warmup 1
+          vcrun bench --random vc2 --frames 4 --height 256 --width 256 --json
         """)
 
-    @Option(name: .long, help: "A safetensors file with model.diffusion_model.* weights (instead of random ones).")
+    @Option(name: .long, help: "A .vcm model, or a .safetensors / .ckpt file with model.diffusion_model.* weights (instead of random ones).")
     var model: String?
 
     @Option(name: .long, help: "Random weights for this architecture (vc2).")
@@ -29,7 +35,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Batch (2 = both CFG branches in one call).") var batch: Int = 2
     @Option(name: .customLong("repeat"), help: "Timed calls (the median is reported).") var repeats: Int = 1
     @Option(name: .long, help: "Untimed calls before timing.") var warmup: Int = 0
-    @Option(name: .long, help: "Threads (default: all cores).") var threads: Int = 0
+    @Option(name: .long, help: "Threads (0: all cores).") var threads: Int = 0
     @Flag(name: .long, help: "Print the report as JSON.") var json = false
 
     func run() throws {
