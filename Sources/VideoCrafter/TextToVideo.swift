@@ -30,20 +30,21 @@ public struct GenerationParameters: Sendable, Codable, Equatable {
     public var width: Int = 512
     /// How the two branches of classifier-free guidance go through the UNet (not an upstream
     /// setting: both give the same prediction, see `GuidanceBatching`).
-    public var guidanceBatching: GuidanceBatching = .batched
+    public var guidanceBatching: GuidanceBatching = .sequential
 
     public init(prompt: String) { self.prompt = prompt }
 }
 
 /// How the conditional and unconditional branches of classifier-free guidance are run. The
-/// UNet treats batch rows independently, so both give the same prediction; they differ in speed
-/// and memory. Measured on a q8 VC2 `.vcm` at the real shapes, 2 threads (docs/performance.md):
-/// one batch-2 call 124 s and 3,077 MiB peak; two batch-1 calls 146 s and 2,707 MiB.
+/// UNet treats batch rows independently, so both give the same prediction; they differ in
+/// memory. Measured on a q8 VC2 `.vcm` at the real shapes, 2 threads (docs/performance.md): one
+/// batch-2 call took 148-150 s (one outlier run 124 s), two batch-1 calls 142-150 s, and the
+/// batch-1 calls peak about 370 MiB lower, which keeps a full sample under 2.5 GB.
 public enum GuidanceBatching: String, Sendable, Codable, CaseIterable {
-    /// Both branches in one batch-2 call, as the official code does: the faster (the default).
-    case batched
-    /// One batch-1 UNet call per branch: about 370 MiB less at VC2's shapes, about 15 % slower.
+    /// One UNet call per branch, batch 1: the smaller peak at the same speed (the default).
     case sequential
+    /// Both branches in one batch-2 call, as the official code does.
+    case batched
 }
 
 /// Errors found before any heavy work starts.
