@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VCTensor
+import VCTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,21 +23,6 @@ import Glibc
 
     // MARK: child processes
 
-    /// The probe next to the test bundle (both are products of the same build folder).
-    static func probe() throws -> URL {
-        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let candidates = [bin, bin.deletingLastPathComponent()].map { $0.appendingPathComponent("vc-interrupt-probe") }
-        guard let p = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw ProbeMissing(looked: candidates.map(\.path))
-        }
-        return p
-    }
-
-    struct ProbeMissing: Error, CustomStringConvertible {
-        var looked: [String]
-        var description: String { "vc-interrupt-probe not found (looked at \(looked)); run `swift build --build-tests`" }
-    }
-
     struct Run {
         var status: Int32
         var reason: Process.TerminationReason
@@ -49,7 +35,7 @@ import Glibc
         let dir = try scratch()
         defer { try? FileManager.default.removeItem(at: dir) }
         let p = Process()
-        p.executableURL = try probe()
+        p.executableURL = try BuiltExecutable.url("vc-interrupt-probe")
         p.arguments = [kind, dir.appendingPathComponent(output).path] + (install ? [] : ["--no-install"])
         let pipe = Pipe()
         p.standardOutput = pipe

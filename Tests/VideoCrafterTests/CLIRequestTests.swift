@@ -14,24 +14,9 @@ import VCTestSupport
         var stderr: String
     }
 
-    struct ToolMissing: Error, CustomStringConvertible {
-        var looked: [String]
-        var description: String { "executable not found (looked at \(looked)); run `swift build --build-tests`" }
-    }
-
-    /// The executable next to the test bundle (both are products of the same build folder).
-    static func tool(_ name: String) throws -> URL {
-        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let candidates = [bin, bin.deletingLastPathComponent()].map { $0.appendingPathComponent(name) }
-        guard let p = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw ToolMissing(looked: candidates.map(\.path))
-        }
-        return p
-    }
-
     /// Runs `name args` through /bin/sh so that `limits` (shell `ulimit`/`trap` commands) apply to it alone.
     static func run(_ name: String, _ args: [String], limits: String = "") throws -> Run {
-        let exe = try tool(name)
+        let exe = try BuiltExecutable.url(name)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         // "$0" is the executable, "$@" its arguments: no quoting of user-controlled strings needed.
