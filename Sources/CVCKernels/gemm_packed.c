@@ -25,7 +25,9 @@
 //   sign-extended in registers: even bytes of each u32 lane (k = 4s, 4s+2) and odd bytes
 //   (k = 4s+1, 4s+3) form int16 pairs, so the quantizer stores each group of 4 activations as
 //   q0 q2 q1 q3 and the kernels broadcast (q0,q2) and (q1,q3) into vpdpwssd (AVX512-VNNI) or
-//   vpmaddwd (AVX2). Pre-widened int16 panels would double the packed q8 memory for at most ~5%
+//   vpmaddwd (AVX2); with AVX512-VNNI the kernel instead splits each int16 into a high and a low
+//   byte and runs vpdpbusd twice (q16s_tile512: the same exact int32 sums, no widening of the
+//   weights). Pre-widened int16 panels would double the packed q8 memory for at most ~5%
 //   (measured upper bound). bf16 weights in balanced mode run as in exact mode.
 // With vck_set_gemm_precision(VCK_GEMM_EXACT) activations stay fp32 (weight-only error):
 //   bf16: acc = fma(a[k], w[k], acc) for k = 0, 1, ... (as f16);
@@ -262,11 +264,29 @@ static void quantize_act_q16(const float *x, int64_t k, int16_t *q, float *s, in
 
 void vck_quantize_act_q16_ref(const float *x, int64_t k, int16_t *q, float *s) { quantize_act_q16(x, k, q, s, 0); }
 
-// The same with AVX-512 (full blocks), permuted order.
+// The balanced quantizer for the two-pass VNNI kernel: the same int16 values q (natural order)
+// split into bytes, q = 256 * hi + lo with hi = q >> 8 (int8) and lo = q & 255 (uint8), and
+// corr = -128 * sum(hi) per block (the weights' +128 offset in the high-byte pass).
+static void quantize_act_q16_split(const float *x, int64_t k, int8_t *hi, uint8_t *lo, float *s, int32_t *corr) {
+    int64_t nb = (k + 31) / 32;
+    for (int64_t b = 0; b < nb; b++) {
+        int16_t q[32];
+        quantize_act_q16(x + b * 32, k - b * 32 < 32 ? k - b * 32 : 32, q, s + b, 0);
+        int32_t sum = 0;
+        for (int i = 0; i < 32; i++) {
+            hi[b * 32 + i] = (int8_t)(q[i] >> 8);
+            lo[b * 32 + i] = (uint8_t)(q[i] & 0xff);
+            sum += q[i] >> 8;
+        }
+        corr[b] = -128 * sum;
+    }
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl")))
-static void quantize_act_q16_avx512(const float *x, int64_t k, int16_t *q, float *s) {
+static void quantize_act_q16_split_avx512(const float *x, int64_t k, int8_t *hi, uint8_t *lo, float *s, int32_t *corr) {
     int64_t full = k / 32;
     const __m512 lim = _mm512_set1_ps(32767.0f), nlim = _mm512_set1_ps(-32767.0f);
+    const __m512i low8 = _mm512_set1_epi32(0xff);
     for (int64_t b = 0; b < full; b++) {
         __m512 v0 = _mm512_loadu_ps(x + b * 32), v1 = _mm512_loadu_ps(x + b * 32 + 16);
         __mmask16 o0 = _mm512_cmp_ps_mask(v0, v0, _CMP_ORD_Q), o1 = _mm512_cmp_ps_mask(v1, v1, _CMP_ORD_Q);
@@ -281,12 +301,14 @@ static void quantize_act_q16_avx512(const float *x, int64_t k, int16_t *q, float
         t1 = _mm512_min_ps(_mm512_max_ps(t1, nlim), lim);
         __m512i q0 = _mm512_maskz_mov_epi32(n0, _mm512_cvt_roundps_epi32(t0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         __m512i q1 = _mm512_maskz_mov_epi32(n1, _mm512_cvt_roundps_epi32(t1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        q0 = _mm512_shuffle_epi32(q0, (_MM_PERM_ENUM)0xD8); // q0 q2 q1 q3 in every group of 4
-        q1 = _mm512_shuffle_epi32(q1, (_MM_PERM_ENUM)0xD8);
-        _mm256_storeu_si256((__m256i *)(q + b * 32), _mm512_cvtepi32_epi16(q0));
-        _mm256_storeu_si256((__m256i *)(q + b * 32 + 16), _mm512_cvtepi32_epi16(q1));
+        __m512i h0 = _mm512_srai_epi32(q0, 8), h1 = _mm512_srai_epi32(q1, 8);
+        _mm_storeu_si128((__m128i *)(hi + b * 32), _mm512_cvtepi32_epi8(h0));
+        _mm_storeu_si128((__m128i *)(hi + b * 32 + 16), _mm512_cvtepi32_epi8(h1));
+        _mm_storeu_si128((__m128i *)(lo + b * 32), _mm512_cvtepi32_epi8(_mm512_and_si512(q0, low8)));
+        _mm_storeu_si128((__m128i *)(lo + b * 32 + 16), _mm512_cvtepi32_epi8(_mm512_and_si512(q1, low8)));
+        corr[b] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(h0, h1));
     }
-    if (full * 32 < k) quantize_act_q16(x + full * 32, k - full * 32, q + full * 32, s + full, 1);
+    if (full * 32 < k) quantize_act_q16_split(x + full * 32, k - full * 32, hi + full * 32, lo + full * 32, s + full, corr + full);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -328,6 +350,8 @@ typedef struct {
     int exact;                                         // fp32 activations for bf16 / q8_0
     int i16;                                           // q8_0 balanced: int16 activations
     const int16_t *aq16;                               // q8 balanced: nb*32 per row (q0 q2 q1 q3 order)
+    int split;                                         // q8 balanced, AVX512-VNNI: q16 as hi (aq) / lo bytes
+    const uint8_t *aql;                                // q8 balanced split: low bytes, nb*32 per row
     const int8_t *aq; const float *as; const int32_t *acorr; // q8: nb*32 / nb / nb per row
     // weights
     const uint8_t *w; size_t gstride;
@@ -483,33 +507,51 @@ T512 void q8_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
     }
 }
 
-// q8 balanced: int8 weights sign-extended to int16 in registers (even bytes of each u32 lane,
-// odd bytes), int16 activation pairs (q0,q2), (q1,q3) broadcast, vpdpwssd into exact int32.
-T512 void q16_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
+// q8 balanced with AVX512-VNNI: the int16 activations as two byte passes of vpdpbusd, which does
+// 4 products per lane against vpdpwssd's 2 and needs no widening of the weights. Per block:
+//   high pass: acc = corr + sum (q_w + 128) hi = sum q_w hi   (packed u8 weights x int8 hi bytes)
+//   acc <<= 8
+//   low pass:  acc += sum lo q_w                            (uint8 lo bytes x weights ^ 0x80)
+// which is sum q_w (256 hi + lo) = sum q_w q, the balanced mode's exact int32 block dot, so the
+// output is bit-identical to the scalar twin. Bounds: |acc| <= 2^27 throughout.
+T512 void q16s_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
     __m512 facc[6][2];
     __m512i iacc[6][2];
     for (int r = 0; r < R; r++) facc[r][0] = facc[r][1] = _mm512_setzero_ps();
     const uint8_t *w0 = p->w + (size_t)g0 * p->gstride, *w1 = w0 + p->gstride;
-    const int16_t *arow[6];
-    for (int r = 0; r < R; r++) arow[r] = p->aq16 + (m0 + r) * p->nb * 32;
+    const int8_t *ahi[6];
+    const uint8_t *alo[6];
+    for (int r = 0; r < R; r++) {
+        ahi[r] = p->aq + (m0 + r) * p->nb * 32;
+        alo[r] = p->aql + (m0 + r) * p->nb * 32;
+    }
     const __m512i flip = _mm512_set1_epi32((int)0x80808080u);
     for (int64_t b = 0; b < p->nb; b++) {
-        for (int r = 0; r < R; r++) iacc[r][0] = iacc[r][1] = _mm512_setzero_si512();
+        for (int r = 0; r < R; r++) iacc[r][0] = iacc[r][1] = _mm512_set1_epi32(p->acorr[(m0 + r) * p->nb + b]);
         const uint8_t *b0 = w0 + b * Q8_GROUP_BLOCK, *b1 = w1 + b * Q8_GROUP_BLOCK;
+        for (int s = 0; s < 8; s++) {
+            __m512i x0 = _mm512_load_si512((const void *)(b0 + s * 64)), x1 = _mm512_load_si512((const void *)(b1 + s * 64));
+            for (int r = 0; r < R; r++) {
+                int32_t a4;
+                memcpy(&a4, ahi[r] + b * 32 + s * 4, 4);
+                __m512i av = _mm512_set1_epi32(a4);
+                iacc[r][0] = _mm512_dpbusd_epi32(iacc[r][0], x0, av);
+                iacc[r][1] = _mm512_dpbusd_epi32(iacc[r][1], x1, av);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            iacc[r][0] = _mm512_slli_epi32(iacc[r][0], 8);
+            iacc[r][1] = _mm512_slli_epi32(iacc[r][1], 8);
+        }
         for (int s = 0; s < 8; s++) {
             __m512i x0 = _mm512_xor_si512(_mm512_load_si512((const void *)(b0 + s * 64)), flip);
             __m512i x1 = _mm512_xor_si512(_mm512_load_si512((const void *)(b1 + s * 64)), flip);
-            __m512i e0 = _mm512_srai_epi16(_mm512_slli_epi16(x0, 8), 8), o0 = _mm512_srai_epi16(x0, 8);
-            __m512i e1 = _mm512_srai_epi16(_mm512_slli_epi16(x1, 8), 8), o1 = _mm512_srai_epi16(x1, 8);
             for (int r = 0; r < R; r++) {
-                int32_t ae, ao;
-                memcpy(&ae, arow[r] + b * 32 + s * 4, 4);
-                memcpy(&ao, arow[r] + b * 32 + s * 4 + 2, 4);
-                __m512i ave = _mm512_set1_epi32(ae), avo = _mm512_set1_epi32(ao);
-                iacc[r][0] = _mm512_dpwssd_epi32(iacc[r][0], e0, ave);
-                iacc[r][1] = _mm512_dpwssd_epi32(iacc[r][1], e1, ave);
-                iacc[r][0] = _mm512_dpwssd_epi32(iacc[r][0], o0, avo);
-                iacc[r][1] = _mm512_dpwssd_epi32(iacc[r][1], o1, avo);
+                int32_t a4;
+                memcpy(&a4, alo[r] + b * 32 + s * 4, 4);
+                __m512i av = _mm512_set1_epi32(a4);
+                iacc[r][0] = _mm512_dpbusd_epi32(iacc[r][0], av, x0);
+                iacc[r][1] = _mm512_dpbusd_epi32(iacc[r][1], av, x1);
             }
         }
         __m512 d0 = _mm512_load_ps((const float *)(b0 + 512)), d1 = _mm512_load_ps((const float *)(b1 + 512));
@@ -700,7 +742,7 @@ T512 void f16_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")))
 static void tile512(const mm_ctx *p, int64_t m0, int rows, int64_t g0) {
-    if (p->dtype == VCK_W_Q8_0 && p->i16) { DISPATCH_ROWS(q16_tile512, p, m0, rows, g0, 6) }
+    if (p->dtype == VCK_W_Q8_0 && p->i16) { DISPATCH_ROWS(q16s_tile512, p, m0, rows, g0, 6) }
     else if (p->dtype == VCK_W_Q8_0 && p->exact) { DISPATCH_ROWS(q8x_tile512, p, m0, rows, g0, 6) }
     else if (p->dtype == VCK_W_BF16 && p->exact) { DISPATCH_ROWS(bf16x_tile512, p, m0, rows, g0, 8) }
     else if (p->dtype == VCK_W_Q8_0) { DISPATCH_ROWS(q8_tile512, p, m0, rows, g0, 6) }
@@ -1002,16 +1044,18 @@ static void mm_task(void *vctx, int task) {
     }
 }
 
-typedef struct { const float *a; int64_t lda, k, nb, rows_per; int8_t *q; float *s; int32_t *corr; uint32_t *bf; int simd, dtype; int64_t m; float *bf32; int16_t *q16; } prep_ctx;
+typedef struct { const float *a; int64_t lda, k, nb, rows_per; int8_t *q; float *s; int32_t *corr; uint32_t *bf; int simd, dtype; int64_t m; float *bf32; int16_t *q16; uint8_t *qlo; } prep_ctx;
 
 static void prep_task(void *vctx, int task) {
     prep_ctx *c = vctx;
     int64_t r0 = task * c->rows_per, r1 = r0 + c->rows_per < c->m ? r0 + c->rows_per : c->m;
     for (int64_t r = r0; r < r1; r++) {
         const float *x = c->a + r * c->lda;
-        if (c->dtype == VCK_W_Q8_0 && c->q16) {
-            if (c->simd) quantize_act_q16_avx512(x, c->k, c->q16 + r * c->nb * 32, c->s + r * c->nb);
-            else quantize_act_q16(x, c->k, c->q16 + r * c->nb * 32, c->s + r * c->nb, 1);
+        if (c->dtype == VCK_W_Q8_0 && c->qlo) {
+            int64_t o = r * c->nb;
+            quantize_act_q16_split_avx512(x, c->k, c->q + o * 32, c->qlo + o * 32, c->s + o, c->corr + o);
+        } else if (c->dtype == VCK_W_Q8_0 && c->q16) {
+            quantize_act_q16(x, c->k, c->q16 + r * c->nb * 32, c->s + r * c->nb, 1); // AVX2 and scalar kernels
         } else if (c->dtype == VCK_W_Q8_0) {
             if (c->simd) quantize_act_q8_avx512(x, c->k, c->q + r * c->nb * 32, c->s + r * c->nb, c->corr + r * c->nb);
             else vck_quantize_act_q8_ref(x, c->k, c->q + r * c->nb * 32, c->s + r * c->nb, c->corr + r * c->nb);
@@ -1075,7 +1119,8 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
     p.ldc = ldc;
     p.bias = bias;
     p.beta = beta;
-    size_t row_bytes = p.i16 ? (size_t)p.nb * 68 : exact ? 0 : p.dtype == VCK_W_Q8_0 ? (size_t)p.nb * 40 : p.dtype == VCK_W_BF16 ? (size_t)p.nb * (bf16_fma ? 8 : 4) : 0;
+    p.split = p.i16 && kind == K_AVX512; // AVX512-VNNI: two byte passes (q16s_tile512)
+    size_t row_bytes = p.split ? (size_t)p.nb * 72 : p.i16 ? (size_t)p.nb * 68 : exact ? 0 : p.dtype == VCK_W_Q8_0 ? (size_t)p.nb * 40 : p.dtype == VCK_W_BF16 ? (size_t)p.nb * (bf16_fma ? 8 : 4) : 0;
     int64_t ms = row_bytes ? (int64_t)(VCK_PREP_BYTES / row_bytes) : m;
     if (ms < 64) ms = 64;
     if (ms > m) ms = m;
@@ -1089,8 +1134,14 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
         p.lda = lda;
         p.c = c + m0 * ldc;
         if (row_bytes) {
-            prep_ctx pc = {p.a, lda, p.k, p.nb, 16, NULL, NULL, NULL, NULL, kind == K_AVX512, p.dtype, mm, NULL, NULL};
-            if (p.i16) {
+            prep_ctx pc = {p.a, lda, p.k, p.nb, 16, NULL, NULL, NULL, NULL, kind == K_AVX512, p.dtype, mm, NULL, NULL, NULL};
+            if (p.split) {
+                pc.q = (int8_t *)scratch;
+                pc.qlo = scratch + (size_t)mm * p.nb * 32;
+                pc.s = (float *)(scratch + (size_t)mm * p.nb * 64);
+                pc.corr = (int32_t *)(scratch + (size_t)mm * p.nb * 68);
+                p.aq = pc.q; p.aql = pc.qlo; p.as = pc.s; p.acorr = pc.corr;
+            } else if (p.i16) {
                 pc.q16 = (int16_t *)scratch;
                 pc.s = (float *)(scratch + (size_t)mm * p.nb * 64);
                 p.aq16 = pc.q16; p.as = pc.s;

@@ -34,7 +34,13 @@ static double bench(int64_t m, int64_t n, int64_t k, int q8, int prec) {
     W w = make_weight(n, k);
     float *a = malloc(sizeof(float) * m * k), *c = malloc(sizeof(float) * m * n);
     for (int64_t i = 0; i < m * k; i++) a[i] = frand();
-    vck_weight src = q8 ? w.w : (vck_weight){w.f, VCK_W_F32, n, k};
+    uint16_t *bf = NULL;
+    vck_weight src = q8 == 1 ? w.w : (vck_weight){w.f, VCK_W_F32, n, k};
+    if (q8 == 2) {
+        bf = malloc(sizeof(uint16_t) * n * k);
+        vck_f32_to_bf16(w.f, bf, (size_t)(n * k));
+        src = (vck_weight){bf, VCK_W_BF16, n, k};
+    }
     vck_packed_weight *pk = vck_pack_weight(&src);
     vck_weight pw = {pk, VCK_W_PACKED, n, k};
     vck_set_gemm_precision(prec);
@@ -47,7 +53,7 @@ static double bench(int64_t m, int64_t n, int64_t k, int q8, int prec) {
         if (t < best) best = t;
     }
     vck_packed_weight_free(pk);
-    free(a); free(c); free(w.f); free(w.q8);
+    free(a); free(c); free(w.f); free(w.q8); free(bf);
     return 2.0 * m * n * k / best * 1e-9;
 }
 
@@ -81,17 +87,31 @@ static void accuracy(int64_t m, int64_t n, int64_t k) {
 
 int main(int argc, char **argv) {
     vck_set_threads(1);
-    accuracy(64, 96, 320);
-    accuracy(32, 64, 1280);
-    int64_t shapes[2][3] = {{2560, 1280, 320}, {640, 2560, 1280}};
-    for (int s = 0; s < 2; s++) {
+    // Optional shapes "MxNxK" on the command line; by default two of VC2's and the accuracy check.
+    int64_t shapes[16][3] = {{2560, 1280, 320}, {640, 2560, 1280}};
+    int nshapes = 2;
+    if (argc > 1) {
+        nshapes = 0;
+        for (int i = 1; i < argc && nshapes < 16; i++) {
+            long long m, n, k;
+            if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3) {
+                shapes[nshapes][0] = m; shapes[nshapes][1] = n; shapes[nshapes][2] = k;
+                nshapes++;
+            }
+        }
+    } else {
+        accuracy(64, 96, 320);
+        accuracy(32, 64, 1280);
+    }
+    for (int s = 0; s < nshapes; s++) {
         int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
         printf("M=%lld N=%lld K=%lld, 1 thread, GOP/s (thread CPU time, best of 3):\n", (long long)m, (long long)n, (long long)k);
         printf("  q8_0 balanced %.0f\n", bench(m, n, k, 1, VCK_GEMM_BALANCED));
         printf("  q8_0 fast     %.0f\n", bench(m, n, k, 1, VCK_GEMM_FAST));
         printf("  q8_0 exact    %.0f\n", bench(m, n, k, 1, VCK_GEMM_EXACT));
         printf("  f32           %.0f\n", bench(m, n, k, 0, VCK_GEMM_EXACT));
+        printf("  bf16 fast     %.0f\n", bench(m, n, k, 2, VCK_GEMM_FAST));
+        printf("  bf16 exact    %.0f\n", bench(m, n, k, 2, VCK_GEMM_EXACT));
     }
-    (void)argc; (void)argv;
     return 0;
 }
