@@ -81,6 +81,20 @@ static void im2col_task(void *vctx, int task) {
     vck_free(tmp);
 }
 
+// The GEMM packs an unpacked weight on every call, and these convolutions call it once per im2col
+// chunk: pack it once for all chunks instead (at VC2's widest layers a chunk is ~180 rows, so
+// per-chunk packing cost about as much as the products). NULL: use the weight as given (already
+// packed, a single chunk, f32 on the OpenBLAS path, or no memory for the copy).
+static vck_packed_weight *pack_for_chunks(const vck_weight *wt, int64_t total, int64_t chunk, vck_weight *use) {
+    *use = *wt;
+    const uint32_t fma = VCK_CPU_AVX2 | VCK_CPU_FMA | VCK_CPU_F16C;
+    if (wt->dtype == VCK_W_PACKED || total <= chunk) return NULL;
+    if (wt->dtype == VCK_W_F32 && (vck_cpu_features() & fma) != fma) return NULL;
+    vck_packed_weight *p = vck_pack_weight(wt);
+    if (p) *use = (vck_weight){p, VCK_W_PACKED, wt->n, wt->k};
+    return p;
+}
+
 void vck_conv2d_nhwc_ex(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t cin,
                         const vck_weight *wt, const float *bias, int64_t kh, int64_t kw,
                         int64_t stride, int64_t pad, int upsample2x, const vck_prenorm *norm, float *y) {
@@ -97,6 +111,8 @@ void vck_conv2d_nhwc_ex(const float *x, int64_t nimg, int64_t h, int64_t w, int6
     if (chunk < 1) chunk = 1;
     if (chunk > total) chunk = total;
     float *col = vck_alloc((size_t)chunk * (size_t)k * sizeof(float));
+    vck_weight use;
+    vck_packed_weight *own = pack_for_chunks(wt, total, chunk, &use);
     int threads = vck_get_threads(), avx = vck_has(VCK_CPU_AVX512F);
     for (int64_t p0 = 0; p0 < total; p0 += chunk) {
         int64_t count = total - p0 < chunk ? total - p0 : chunk;
@@ -106,8 +122,9 @@ void vck_conv2d_nhwc_ex(const float *x, int64_t nimg, int64_t h, int64_t w, int6
         if (c.rows_per_task < 1) c.rows_per_task = 1;
         tasks = (int)((count + c.rows_per_task - 1) / c.rows_per_task);
         vck_parallel_for(tasks, im2col_task, &c);
-        vck_linear(count, col, k, wt, bias, y + p0 * cout, cout, 0.0f);
+        vck_linear(count, col, k, &use, bias, y + p0 * cout, cout, 0.0f);
     }
+    vck_packed_weight_free(own);
     vck_free(col);
 }
 
@@ -158,6 +175,8 @@ void vck_conv_temporal_ex(const float *x, int64_t nseq, int64_t t, int64_t hw, i
     if (chunk < 1) chunk = 1;
     if (chunk > total) chunk = total;
     float *col = vck_alloc((size_t)chunk * (size_t)k * sizeof(float));
+    vck_weight use;
+    vck_packed_weight *own = pack_for_chunks(wt, total, chunk, &use);
     int threads = vck_get_threads(), avx = vck_has(VCK_CPU_AVX512F);
     for (int64_t p0 = 0; p0 < total; p0 += chunk) {
         int64_t count = total - p0 < chunk ? total - p0 : chunk;
@@ -167,8 +186,9 @@ void vck_conv_temporal_ex(const float *x, int64_t nseq, int64_t t, int64_t hw, i
         if (c.rows_per_task < 1) c.rows_per_task = 1;
         tasks = (int)((count + c.rows_per_task - 1) / c.rows_per_task);
         vck_parallel_for(tasks, tcol_task, &c);
-        vck_linear(count, col, k, wt, bias, y + p0 * cout, cout, 0.0f);
+        vck_linear(count, col, k, &use, bias, y + p0 * cout, cout, 0.0f);
     }
+    vck_packed_weight_free(own);
     vck_free(col);
 }
 
