@@ -78,10 +78,39 @@ public enum Ops {
 
     // MARK: linear algebra
 
+    /// The packed weights of the innermost `withPackedWeights` scope (nil outside one).
+    @TaskLocal static var packingScope: PackedWeightCache?
+
+    /// Runs `body` with a packing scope: every `linear` weight given as a tensor is packed for the
+    /// GEMM kernels once, on first use, and the packed copy is reused by the later calls in the
+    /// scope and freed when it ends. Without a scope the kernels repack a tensor weight on every
+    /// call, which costs as much as a fifth of the products when a layer runs over many small
+    /// chunks of rows with the same weight (the UNet's transformers). Results are identical.
+    public static func withPackedWeights<T>(_ body: () throws -> T) rethrows -> T {
+        try $packingScope.withValue(PackedWeightCache(), operation: body)
+    }
+
+    /// The C descriptor of a linear weight (from the packing scope when there is one) and the packed
+    /// copy it points into, to keep alive while it is used.
+    static func linearWeight(_ w: Tensor, k: Int) throws -> (vck_weight, PackedWeight?) {
+        if let scope = packingScope, w.dtype.isWeightType, let p = try? scope.packed(w) {
+            return (try p.cWeight(k: k, what: "linear"), p)
+        }
+        return (try weight(w, k: k, what: "linear"), nil)
+    }
+
     /// y[..., N] = x[..., K] W^T + b, for W of shape [N, K] (or [N, K, 1...], a 1x1 conv) in any
     /// weight type.
     public static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil) throws -> Tensor {
-        try withExtendedLifetime(w) { try linearImpl(x, b) { k in try weight(w, k: k, what: "linear") } }
+        var keep: PackedWeight?
+        defer { withExtendedLifetime(keep) {} }
+        return try withExtendedLifetime(w) {
+            try linearImpl(x, b) { k in
+                let (cw, p) = try linearWeight(w, k: k)
+                keep = p
+                return cw
+            }
+        }
     }
 
     /// `linear` with a weight packed once for the GEMM kernels (same results as the tensor).
@@ -547,7 +576,9 @@ extension Ops {
     public static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil, accumulateInto y: Tensor) throws {
         try requireF32(x, "linear input"); try requireF32(y, "linear output")
         let k = channels(x), m = rows(x)
-        var wt = try weight(w, k: k, what: "linear")
+        let (cw, keep) = try linearWeight(w, k: k)
+        defer { withExtendedLifetime(keep) {} }
+        var wt = cw
         let n = Int(wt.n)
         guard channels(y) == n, rows(y) == m else {
             throw TensorError.shapeMismatch("linear of \(x.shape) by \(w.shape) into \(y.shape)")
@@ -560,7 +591,9 @@ extension Ops {
     public static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil, into y: Tensor) throws {
         try requireF32(x, "linear input"); try requireF32(y, "linear output")
         let k = channels(x), m = rows(x)
-        var wt = try weight(w, k: k, what: "linear")
+        let (cw, keep) = try linearWeight(w, k: k)
+        defer { withExtendedLifetime(keep) {} }
+        var wt = cw
         let n = Int(wt.n)
         guard channels(y) == n, rows(y) == m else {
             throw TensorError.shapeMismatch("linear of \(x.shape) by \(w.shape) into \(y.shape)")

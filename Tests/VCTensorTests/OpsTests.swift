@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import VCTensor
+@testable import VCTensor
 import VCTestSupport
 
 private func t(_ shape: [Int], _ v: [Float]) throws -> Tensor { try Tensor(shape: shape, floats: v) }
@@ -236,4 +236,71 @@ struct PackedWeightTests {
         #expect(throws: TensorError.self) { try PackedWeight(try Tensor(shape: [2], dtype: .i32, bytes: [UInt8](repeating: 0, count: 8))) }
         #expect(throws: TensorError.self) { try PackedWeight(Tensor(zeros: [0, 3])) }
     }
+
+    /// Convolutions larger than one 8 MiB im2col chunk pack a tensor weight once for all chunks:
+    /// the same bits as a weight packed beforehand, and close to the dequantized f32 product.
+    @Test func convolutionsOverSeveralChunksMatchPackedWeights() throws {
+        var rng = SystemRandomNumberGenerator()
+        func rand(_ n: Int, _ s: Float) -> [Float] { (0..<n).map { _ in Float.random(in: -s...s, using: &rng) } }
+        // 3x3: k = 576 -> 3,640 pixels per chunk; 1 x 50 x 80 = 4,000 pixels (two chunks).
+        let x = try Tensor(shape: [1, 50, 80, 64], floats: rand(4000 * 64, 1))
+        let wc32 = try Tensor(shape: [24, 64, 3, 3], floats: rand(24 * 576, 0.1))
+        // (3,1,1) temporal: k = 768 -> 2,730 rows per chunk; 2 x 4 frames x 400 pixels = 3,200 rows.
+        let xt = try Tensor(shape: [8, 20, 20, 256], floats: rand(3200 * 256, 1))
+        let wt32 = try Tensor(shape: [16, 256, 3, 1, 1], floats: rand(16 * 768, 0.1))
+        let b = try Tensor(shape: [24], floats: rand(24, 1)), bt = try Tensor(shape: [16], floats: rand(16, 1))
+        for dtype in [DType.f32, .q8_0] {
+            let wc = try wc32.converted(to: dtype), wt = try wt32.converted(to: dtype)
+            let conv = try Ops.conv2d(x, wc, b)
+            #expect(try conv.floats() == Ops.conv2d(x, try PackedWeight(wc), b).floats(), "\(dtype)")
+            let tconv = try Ops.convTemporal(xt, frames: 4, wt, bt)
+            #expect(try tconv.floats() == Ops.convTemporal(xt, frames: 4, try PackedWeight(wt), bt).floats(), "\(dtype)")
+            // Spot check against the f32 convolution with the weight's own values.
+            let f32 = try Ops.conv2d(x, try wc.converted(to: .f32), b).floats(), got = try conv.floats()
+            let err = zip(f32, got).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(err < (dtype == .f32 ? 1e-4 : 0.05), "\(dtype): max error \(err)")
+        }
+    }
+}
+
+/// `Ops.withPackedWeights`: tensor weights used by `linear` inside the scope are packed once and
+/// reused, with the same bits as without the scope, and the copies go when the scope ends.
+@Suite("packing scope")
+struct PackingScopeTests {
+    @Test func scopedLinearsGiveTheSameBitsAndPackOnce() throws {
+        var state: UInt64 = 5
+        func floats(_ n: Int, scale: Float) -> [Float] {
+            (0..<n).map { _ in
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * scale
+            }
+        }
+        let x = try Tensor(shape: [37, 70], floats: floats(37 * 70, scale: 1))
+        let bias = try Tensor(shape: [19], floats: floats(19, scale: 1))
+        let w32 = try Tensor(shape: [19, 70], floats: floats(19 * 70, scale: 0.2))
+        let y0 = try Tensor(shape: [37, 19], floats: floats(37 * 19, scale: 1))
+        for dtype in [DType.f32, .f16, .bf16, .q8_0] {
+            let w = try w32.converted(to: dtype)
+            let plain = try Ops.linear(x, w, bias).floats()
+            let accPlain = try Tensor(shape: [37, 19], floats: y0.floats()), intoPlain = Tensor(zeros: [37, 19])
+            try Ops.linear(x, w, bias, accumulateInto: accPlain)
+            try Ops.linear(x, w, bias, into: intoPlain)
+            let (scoped, acc, into, packed) = try Ops.withPackedWeights { () throws -> ([Float], Tensor, Tensor, Int) in
+                let a = try Ops.linear(x, w, bias).floats()
+                let acc = try Tensor(shape: [37, 19], floats: y0.floats()), into = Tensor(zeros: [37, 19])
+                try Ops.linear(x, w, bias, accumulateInto: acc)
+                try Ops.linear(x, w, bias, into: into)
+                // A weight that does not fit still fails with a shape error inside the scope.
+                #expect(throws: TensorError.self) { try Ops.linear(x, try w32.reshaped([70, 19]).converted(to: dtype)) }
+                return (a, acc, into, Ops.packingScope?.count ?? -1)
+            }
+            #expect(bits(scoped) == bits(plain), "\(dtype)")
+            #expect(bits(try acc.floats()) == bits(try accPlain.floats()), "\(dtype) accumulate")
+            #expect(bits(try into.floats()) == bits(try intoPlain.floats()), "\(dtype) into")
+            #expect(packed == 2, "\(dtype): the weight packed once (and the mis-shaped one)")
+            #expect(Ops.packingScope == nil)
+        }
+    }
+
+    private func bits(_ a: [Float]) -> [UInt32] { a.map(\.bitPattern) }
 }

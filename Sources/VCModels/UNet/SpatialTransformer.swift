@@ -31,6 +31,11 @@ public struct SpatialTransformer: Sendable {
     /// the GroupNorm statistics are taken once, then each chunk is normalised, projected, run
     /// through the blocks in place and written to the output with the residual.
     public func callAsFunction(_ x: Tensor, context: Tensor, batch: Int, frames: Int, chunkElements: Int = 4096 * 320) throws -> Tensor {
+        // Every chunk multiplies by the same weights: pack each once for the whole call.
+        try Ops.withPackedWeights { try forward(x, context: context, batch: batch, frames: frames, chunkElements: chunkElements) }
+    }
+
+    private func forward(_ x: Tensor, context: Tensor, batch: Int, frames: Int, chunkElements: Int) throws -> Tensor {
         guard x.rank == 4, x.shape[0] == batch * frames else { throw TensorError.shapeMismatch("spatial transformer input \(x.shape)") }
         let (bt, hw, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
         let stats = try Ops.groupNormStatistics(x, samples: bt, groups: norm.groups, weight: norm.weight,

@@ -32,6 +32,11 @@ public struct TemporalTransformer: Sendable {
     /// frames (gathered frame-major), normalised with the item's statistics, projected, run
     /// through the blocks in place, projected back onto the residual and scattered to the output.
     public func callAsFunction(_ x: Tensor, batch: Int, frames: Int, chunkElements: Int = 4096 * 320) throws -> Tensor {
+        // Every chunk multiplies by the same weights: pack each once for the whole call.
+        try Ops.withPackedWeights { try forward(x, batch: batch, frames: frames, chunkElements: chunkElements) }
+    }
+
+    private func forward(_ x: Tensor, batch: Int, frames: Int, chunkElements: Int) throws -> Tensor {
         guard x.rank == 4, batch > 0, x.shape[0] == batch * frames else {
             throw TensorError.shapeMismatch("temporal transformer input \(x.shape)")
         }
