@@ -18,17 +18,20 @@
 //         q = rne(x * (127 / amax)) (a NaN in the block makes s NaN); per output and block b the
 //         exact int32 dot isum = sum q_a q_w, then acc = fma((float)isum, d_w * s, acc).
 //   Then out = acc (+ bias[n]) and, when beta != 0, out = beta * C + out.
-// With VCK_GEMM_BALANCED (the default) q8_0 activations are quantized per 32-block to int16:
-//   s = amax / 32767, q = rne(clamp(x * (32767 / amax), +-32767)) (NaN: q = 0, s = NaN); per
-//   output and block isum = sum q_a q_w (exact int32: |isum| <= 32 * 32767 * 128 < 2^31), then
-//   acc = fma((float)isum, d_w * s, acc) as in the int8 path. The packed int8 panels are kept and
-//   sign-extended in registers: even bytes of each u32 lane (k = 4s, 4s+2) and odd bytes
-//   (k = 4s+1, 4s+3) form int16 pairs, so the quantizer stores each group of 4 activations as
-//   q0 q2 q1 q3 and the kernels broadcast (q0,q2) and (q1,q3) into vpdpwssd (AVX512-VNNI) or
-//   vpmaddwd (AVX2); with AVX512-VNNI the kernel instead splits each int16 into a high and a low
-//   byte and runs vpdpbusd twice (q16s_tile512: the same exact int32 sums, no widening of the
-//   weights). Pre-widened int16 panels would double the packed q8 memory for at most ~5%
-//   (measured upper bound). bf16 weights in balanced mode run as in exact mode.
+// With VCK_GEMM_BALANCED (the default) q8_0 activations are quantized per 32-block to 15 bits
+//   (int16 storage): s = amax / 16383, q = rne(clamp(x * (16383 / amax), +-16383)) (NaN: q = 0,
+//   s = NaN); per output and block isum = sum q_a q_w (exact int32: |isum| <= 32 * 16383 * 128),
+//   then acc = fma((float)isum, d_w * s, acc) as in the int8 path. The packed int8 panels are kept.
+//   AVX2: they are sign-extended in registers: even bytes of each u32 lane (k = 4s, 4s+2) and odd
+//   bytes (k = 4s+1, 4s+3) form int16 pairs, so the quantizer stores each group of 4 activations
+//   as q0 q2 q1 q3 and the kernel broadcasts (q0,q2) and (q1,q3) into vpmaddwd. AVX512-VNNI
+//   (q16s_tile512): q = 128 hi + lo with hi = q >> 7 and lo = q & 127, both int8, and two passes
+//   of vpdpbusd (4 products per lane against vpdpwssd's 2, no widening of the weights) that take
+//   the activation bytes straight from memory as embedded broadcasts. 15 bits rather than 16 is
+//   what lets both bytes be signed operands; the rounding error (about 5e-5 of the output's RMS)
+//   stays far below the weights' own. Pre-widened int16 panels would double the packed q8
+//   memory for at most ~5% (measured upper bound). bf16 weights in balanced mode run as in exact
+//   mode.
 // With vck_set_gemm_precision(VCK_GEMM_EXACT) activations stay fp32 (weight-only error):
 //   bf16: acc = fma(a[k], w[k], acc) for k = 0, 1, ... (as f16);
 //   q8_0: per block accb = fma(a[k], q_w[k], accb) over its k, then acc = fma(accb, d_w, acc).
@@ -232,8 +235,9 @@ static void quantize_act_q8_avx512(const float *x, int64_t k, int8_t *q, float *
 }
 
 // q16 (balanced mode): one row of k values -> nb blocks of 32 int16 (zero padded) and scales.
-// s = amax / 32767, q = rne(clamp(x * (32767 / amax), +-32767)), NaN -> 0 (and s = NaN).
-// perm != 0 stores each group of 4 as q0 q2 q1 q3 (the pair order of the vpdpwssd kernels).
+// s = amax / Q16_MAX, q = rne(clamp(x * (Q16_MAX / amax), +-Q16_MAX)), NaN -> 0 (and s = NaN).
+#define Q16_MAX 16383.0f
+// perm != 0 stores each group of 4 as q0 q2 q1 q3 (the pair order of the AVX2 vpmaddwd kernel).
 static void quantize_act_q16(const float *x, int64_t k, int16_t *q, float *s, int perm) {
     int64_t nb = (k + 31) / 32;
     for (int64_t b = 0; b < nb; b++) {
@@ -247,14 +251,14 @@ static void quantize_act_q16(const float *x, int64_t k, int16_t *q, float *s, in
             float a = fabsf(v);
             if (a > amax) amax = a;
         }
-        float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
-        s[b] = nan ? NAN : amax / 32767.0f;
+        float id = amax > 0.0f ? Q16_MAX / amax : 0.0f;
+        s[b] = nan ? NAN : amax / Q16_MAX;
         for (int64_t i = 0; i < 32; i++) {
             float t = i < n ? xb[i] * id : 0.0f;
             int v;
             if (t != t) v = 0;
-            else if (t >= 32767.0f) v = 32767;
-            else if (t <= -32767.0f) v = -32767;
+            else if (t >= Q16_MAX) v = (int)Q16_MAX;
+            else if (t <= -Q16_MAX) v = -(int)Q16_MAX;
             else v = (int)nearbyintf(t);
             int64_t j = perm ? (i & ~3) | ((i & 1) << 1) | ((i >> 1) & 1) : i;
             q[b * 32 + j] = (int16_t)v;
@@ -264,36 +268,37 @@ static void quantize_act_q16(const float *x, int64_t k, int16_t *q, float *s, in
 
 void vck_quantize_act_q16_ref(const float *x, int64_t k, int16_t *q, float *s) { quantize_act_q16(x, k, q, s, 0); }
 
-// The balanced quantizer for the two-pass VNNI kernel: the same int16 values q (natural order)
-// split into bytes, q = 256 * hi + lo with hi = q >> 8 (int8) and lo = q & 255 (uint8), and
-// corr = -128 * sum(hi) per block (the weights' +128 offset in the high-byte pass).
-static void quantize_act_q16_split(const float *x, int64_t k, int8_t *hi, uint8_t *lo, float *s, int32_t *corr) {
+// The balanced quantizer for the two-pass VNNI kernel: the same values q (natural order) split
+// into q = 128 * hi + lo with hi = q >> 7 and lo = q & 127 (both int8), and corr = -sum(q) per
+// block (with the weights' +128 offset the passes sum (q_w + 128) hi and (q_w + 128) lo, and
+// 128 * (128 sum(hi) + sum(lo)) = 128 sum(q)).
+static void quantize_act_q16_split(const float *x, int64_t k, int8_t *hi, int8_t *lo, float *s, int32_t *corr) {
     int64_t nb = (k + 31) / 32;
     for (int64_t b = 0; b < nb; b++) {
         int16_t q[32];
         quantize_act_q16(x + b * 32, k - b * 32 < 32 ? k - b * 32 : 32, q, s + b, 0);
         int32_t sum = 0;
         for (int i = 0; i < 32; i++) {
-            hi[b * 32 + i] = (int8_t)(q[i] >> 8);
-            lo[b * 32 + i] = (uint8_t)(q[i] & 0xff);
-            sum += q[i] >> 8;
+            hi[b * 32 + i] = (int8_t)(q[i] >> 7);
+            lo[b * 32 + i] = (int8_t)(q[i] & 0x7f);
+            sum += q[i];
         }
-        corr[b] = -128 * sum;
+        corr[b] = -sum;
     }
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl")))
-static void quantize_act_q16_split_avx512(const float *x, int64_t k, int8_t *hi, uint8_t *lo, float *s, int32_t *corr) {
+static void quantize_act_q16_split_avx512(const float *x, int64_t k, int8_t *hi, int8_t *lo, float *s, int32_t *corr) {
     int64_t full = k / 32;
-    const __m512 lim = _mm512_set1_ps(32767.0f), nlim = _mm512_set1_ps(-32767.0f);
-    const __m512i low8 = _mm512_set1_epi32(0xff);
+    const __m512 lim = _mm512_set1_ps(Q16_MAX), nlim = _mm512_set1_ps(-Q16_MAX);
+    const __m512i low7 = _mm512_set1_epi32(0x7f);
     for (int64_t b = 0; b < full; b++) {
         __m512 v0 = _mm512_loadu_ps(x + b * 32), v1 = _mm512_loadu_ps(x + b * 32 + 16);
         __mmask16 o0 = _mm512_cmp_ps_mask(v0, v0, _CMP_ORD_Q), o1 = _mm512_cmp_ps_mask(v1, v1, _CMP_ORD_Q);
         __m512 m = _mm512_max_ps(_mm512_maskz_mov_ps(o0, _mm512_abs_ps(v0)), _mm512_maskz_mov_ps(o1, _mm512_abs_ps(v1)));
         float amax = _mm512_reduce_max_ps(m);
-        float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
-        s[b] = (o0 & o1) != 0xffff ? NAN : amax / 32767.0f;
+        float id = amax > 0.0f ? Q16_MAX / amax : 0.0f;
+        s[b] = (o0 & o1) != 0xffff ? NAN : amax / Q16_MAX;
         __m512 idv = _mm512_set1_ps(id);
         __m512 t0 = _mm512_mul_ps(v0, idv), t1 = _mm512_mul_ps(v1, idv);
         __mmask16 n0 = _mm512_cmp_ps_mask(t0, t0, _CMP_ORD_Q), n1 = _mm512_cmp_ps_mask(t1, t1, _CMP_ORD_Q);
@@ -301,12 +306,11 @@ static void quantize_act_q16_split_avx512(const float *x, int64_t k, int8_t *hi,
         t1 = _mm512_min_ps(_mm512_max_ps(t1, nlim), lim);
         __m512i q0 = _mm512_maskz_mov_epi32(n0, _mm512_cvt_roundps_epi32(t0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         __m512i q1 = _mm512_maskz_mov_epi32(n1, _mm512_cvt_roundps_epi32(t1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        __m512i h0 = _mm512_srai_epi32(q0, 8), h1 = _mm512_srai_epi32(q1, 8);
-        _mm_storeu_si128((__m128i *)(hi + b * 32), _mm512_cvtepi32_epi8(h0));
-        _mm_storeu_si128((__m128i *)(hi + b * 32 + 16), _mm512_cvtepi32_epi8(h1));
-        _mm_storeu_si128((__m128i *)(lo + b * 32), _mm512_cvtepi32_epi8(_mm512_and_si512(q0, low8)));
-        _mm_storeu_si128((__m128i *)(lo + b * 32 + 16), _mm512_cvtepi32_epi8(_mm512_and_si512(q1, low8)));
-        corr[b] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(h0, h1));
+        _mm_storeu_si128((__m128i *)(hi + b * 32), _mm512_cvtepi32_epi8(_mm512_srai_epi32(q0, 7)));
+        _mm_storeu_si128((__m128i *)(hi + b * 32 + 16), _mm512_cvtepi32_epi8(_mm512_srai_epi32(q1, 7)));
+        _mm_storeu_si128((__m128i *)(lo + b * 32), _mm512_cvtepi32_epi8(_mm512_and_si512(q0, low7)));
+        _mm_storeu_si128((__m128i *)(lo + b * 32 + 16), _mm512_cvtepi32_epi8(_mm512_and_si512(q1, low7)));
+        corr[b] = -_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
     }
     if (full * 32 < k) quantize_act_q16_split(x + full * 32, k - full * 32, hi + full * 32, lo + full * 32, s + full, corr + full);
 }
@@ -351,7 +355,7 @@ typedef struct {
     int i16;                                           // q8_0 balanced: int16 activations
     const int16_t *aq16;                               // q8 balanced: nb*32 per row (q0 q2 q1 q3 order)
     int split;                                         // q8 balanced, AVX512-VNNI: q16 as hi (aq) / lo bytes
-    const uint8_t *aql;                                // q8 balanced split: low bytes, nb*32 per row
+    const int8_t *aql;                                 // q8 balanced split: low parts, nb*32 per row
     const int8_t *aq; const float *as; const int32_t *acorr; // q8: nb*32 / nb / nb per row
     // weights
     const uint8_t *w; size_t gstride;
@@ -507,51 +511,46 @@ T512 void q8_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
     }
 }
 
-// q8 balanced with AVX512-VNNI: the int16 activations as two byte passes of vpdpbusd, which does
-// 4 products per lane against vpdpwssd's 2 and needs no widening of the weights. Per block:
-//   high pass: acc = corr + sum (q_w + 128) hi = sum q_w hi   (packed u8 weights x int8 hi bytes)
-//   acc <<= 8
-//   low pass:  acc += sum lo q_w                            (uint8 lo bytes x weights ^ 0x80)
-// which is sum q_w (256 hi + lo) = sum q_w q, the balanced mode's exact int32 block dot, so the
-// output is bit-identical to the scalar twin. Bounds: |acc| <= 2^27 throughout.
+// q8 balanced with AVX512-VNNI: the 15-bit activations as two byte passes of vpdpbusd. Per block:
+//   high pass: acc = corr + sum (q_w + 128) hi      (packed u8 weights x int8 high parts)
+//   acc <<= 7
+//   low pass:  acc += sum (q_w + 128) lo
+// = 128 (sum q_w hi + 128 sum hi - sum q) + sum q_w lo + 128 sum lo = sum q_w q, the balanced
+// mode's exact int32 block dot, so the output is bit-identical to the scalar twin. The activation
+// dword is the instruction's embedded {1to16} broadcast operand (a load, no shuffle), forced with
+// inline asm because compilers keep a broadcast register when it feeds two instructions.
+// Bounds: |acc| < 2^28 throughout.
+#define VCK_DPBUSD_BCST(acc, w, ptr) \
+    __asm__("vpdpbusd %1%{1to16%}, %2, %0" : "+v"(acc) : "m"(*(const int32_t *)(const void *)(ptr)), "v"(w))
 T512 void q16s_tile512(const mm_ctx *p, int64_t m0, int64_t g0, const int R) {
     __m512 facc[6][2];
     __m512i iacc[6][2];
     for (int r = 0; r < R; r++) facc[r][0] = facc[r][1] = _mm512_setzero_ps();
     const uint8_t *w0 = p->w + (size_t)g0 * p->gstride, *w1 = w0 + p->gstride;
-    const int8_t *ahi[6];
-    const uint8_t *alo[6];
+    const int8_t *ahi[6], *alo[6];
     for (int r = 0; r < R; r++) {
         ahi[r] = p->aq + (m0 + r) * p->nb * 32;
         alo[r] = p->aql + (m0 + r) * p->nb * 32;
     }
-    const __m512i flip = _mm512_set1_epi32((int)0x80808080u);
     for (int64_t b = 0; b < p->nb; b++) {
         for (int r = 0; r < R; r++) iacc[r][0] = iacc[r][1] = _mm512_set1_epi32(p->acorr[(m0 + r) * p->nb + b]);
         const uint8_t *b0 = w0 + b * Q8_GROUP_BLOCK, *b1 = w1 + b * Q8_GROUP_BLOCK;
         for (int s = 0; s < 8; s++) {
             __m512i x0 = _mm512_load_si512((const void *)(b0 + s * 64)), x1 = _mm512_load_si512((const void *)(b1 + s * 64));
             for (int r = 0; r < R; r++) {
-                int32_t a4;
-                memcpy(&a4, ahi[r] + b * 32 + s * 4, 4);
-                __m512i av = _mm512_set1_epi32(a4);
-                iacc[r][0] = _mm512_dpbusd_epi32(iacc[r][0], x0, av);
-                iacc[r][1] = _mm512_dpbusd_epi32(iacc[r][1], x1, av);
+                VCK_DPBUSD_BCST(iacc[r][0], x0, ahi[r] + b * 32 + s * 4);
+                VCK_DPBUSD_BCST(iacc[r][1], x1, ahi[r] + b * 32 + s * 4);
             }
         }
         for (int r = 0; r < R; r++) {
-            iacc[r][0] = _mm512_slli_epi32(iacc[r][0], 8);
-            iacc[r][1] = _mm512_slli_epi32(iacc[r][1], 8);
+            iacc[r][0] = _mm512_slli_epi32(iacc[r][0], 7);
+            iacc[r][1] = _mm512_slli_epi32(iacc[r][1], 7);
         }
         for (int s = 0; s < 8; s++) {
-            __m512i x0 = _mm512_xor_si512(_mm512_load_si512((const void *)(b0 + s * 64)), flip);
-            __m512i x1 = _mm512_xor_si512(_mm512_load_si512((const void *)(b1 + s * 64)), flip);
+            __m512i x0 = _mm512_load_si512((const void *)(b0 + s * 64)), x1 = _mm512_load_si512((const void *)(b1 + s * 64));
             for (int r = 0; r < R; r++) {
-                int32_t a4;
-                memcpy(&a4, alo[r] + b * 32 + s * 4, 4);
-                __m512i av = _mm512_set1_epi32(a4);
-                iacc[r][0] = _mm512_dpbusd_epi32(iacc[r][0], av, x0);
-                iacc[r][1] = _mm512_dpbusd_epi32(iacc[r][1], av, x1);
+                VCK_DPBUSD_BCST(iacc[r][0], x0, alo[r] + b * 32 + s * 4);
+                VCK_DPBUSD_BCST(iacc[r][1], x1, alo[r] + b * 32 + s * 4);
             }
         }
         __m512 d0 = _mm512_load_ps((const float *)(b0 + 512)), d1 = _mm512_load_ps((const float *)(b1 + 512));
@@ -1044,7 +1043,7 @@ static void mm_task(void *vctx, int task) {
     }
 }
 
-typedef struct { const float *a; int64_t lda, k, nb, rows_per; int8_t *q; float *s; int32_t *corr; uint32_t *bf; int simd, dtype; int64_t m; float *bf32; int16_t *q16; uint8_t *qlo; } prep_ctx;
+typedef struct { const float *a; int64_t lda, k, nb, rows_per; int8_t *q; float *s; int32_t *corr; uint32_t *bf; int simd, dtype; int64_t m; float *bf32; int16_t *q16; int8_t *qlo; } prep_ctx;
 
 static void prep_task(void *vctx, int task) {
     prep_ctx *c = vctx;
@@ -1137,7 +1136,7 @@ static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed
             prep_ctx pc = {p.a, lda, p.k, p.nb, 16, NULL, NULL, NULL, NULL, kind == K_AVX512, p.dtype, mm, NULL, NULL, NULL};
             if (p.split) {
                 pc.q = (int8_t *)scratch;
-                pc.qlo = scratch + (size_t)mm * p.nb * 32;
+                pc.qlo = (int8_t *)(scratch + (size_t)mm * p.nb * 32);
                 pc.s = (float *)(scratch + (size_t)mm * p.nb * 64);
                 pc.corr = (int32_t *)(scratch + (size_t)mm * p.nb * 68);
                 p.aq = pc.q; p.aql = pc.qlo; p.as = pc.s; p.acorr = pc.corr;

@@ -20,7 +20,7 @@ public enum Ops {
         /// fp32 activations times the exact weight values: only the weights' own quantization
         /// error (the golden yardsticks), at fp32-FMA speed.
         case exact
-        /// q8_0: activations quantized per 32-block to int16 (AVX512-VNNI vpdpwssd), error far
+        /// q8_0: activations quantized per 32-block to 15 bits (AVX512-VNNI vpdpbusd in two passes), error far
         /// below the weights' own; bf16: as `.exact`.
         case balanced
     }

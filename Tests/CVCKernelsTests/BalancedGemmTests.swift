@@ -2,7 +2,7 @@ import CVCKernels
 import Testing
 
 /// The balanced q8_0 GEMM (VCK_GEMM_BALANCED, the default): activations quantized per 32-block to
-/// int16, exact int32 block dots (vpdpwssd / vpmaddwd / scalar), the same fp32 epilogue as the
+/// 15 bits (+-16383), exact int32 block dots (two vpdpbusd byte passes / vpmaddwd / scalar), the same fp32 epilogue as the
 /// fast path. Every path is bit-exact with the scalar twin, the twin follows the definition
 /// written out here, and the error against an fp32 product is far below the int8 fast path's.
 @Suite("balanced q8_0 GEMM")
@@ -47,7 +47,7 @@ struct BalancedGemmTests {
         }
     }
 
-    /// Extreme integers: weight quants of -128 (legal in a q8_0 file) and activations at +-32767
+    /// Extreme integers: weight quants of -128 (legal in a q8_0 file) and activations at +-16383
     /// must not overflow or saturate any path.
     @Test func extremeValuesStayExact() {
         let (m, n, k) = (3, 18, 96)
@@ -60,7 +60,7 @@ struct BalancedGemmTests {
                 withUnsafeMutableBytes(of: &blocks[i].qs) { q in for j in 0..<32 { q[j] = 0x80 } } // -128
             }
         }
-        // Rows of +-1 with one +-2: quants of +-16384 / +-32767.
+        // Rows of +-1 with one +-2: quants of +-8192 / +-16383 (high parts -64 / 127, low parts 0 / 127).
         let a: [Float] = (0..<(m * k)).map { i in i % 32 == 5 ? -2 : (i % 3 == 0 ? 1 : -1) }
         let zeros = [Float](repeating: 0, count: m * n)
         let ref = LowPrecisionGemmTests.withPrecision(Self.balanced) {
@@ -73,7 +73,7 @@ struct BalancedGemmTests {
             #expect(bits(out) == bits(ref), "\(path)")
         }
         // Exact arithmetic check of row 0: w = -64 everywhere, so out = -64 * sum(a) up to the
-        // activation rounding of 1 -> 16384 / 32767 * 2 per block.
+        // activation rounding of 1 -> 8192 / 16383 * 2 per block.
         let exact = -64 * a[0..<k].reduce(0, +)
         #expect(abs(ref[0] - exact) < 1e-3 * abs(exact) + 1e-2)
     }
@@ -99,8 +99,8 @@ struct BalancedGemmTests {
                 for b in 0..<perRow {
                     let xs = Array(row[(b * 32)..<min(k, b * 32 + 32)])
                     let amax = xs.map(\.magnitude).max() ?? 0
-                    let id: Float = amax > 0 ? 32767 / amax : 0, s = amax / 32767
-                    let qa = xs.map { Int32(min(32767, max(-32767, ($0 * id).rounded(.toNearestOrEven)))) }
+                    let id: Float = amax > 0 ? 16383 / amax : 0, s = amax / 16383
+                    let qa = xs.map { Int32(min(16383, max(-16383, ($0 * id).rounded(.toNearestOrEven)))) }
                     let qw = Q8Tests.qs(blocks[j * perRow + b]).map(Int32.init)
                     let isum = zip(qa, qw).reduce(Int32(0)) { $0 + $1.0 * $1.1 }
                     let d = Float(Float16(bitPattern: blocks[j * perRow + b].d))
@@ -119,11 +119,11 @@ struct BalancedGemmTests {
         q.withUnsafeMutableBufferPointer { qp in s.withUnsafeMutableBufferPointer { sp in
             vck_quantize_act_q16_ref(x, 70, qp.baseAddress, sp.baseAddress)
         } }
-        #expect(s[0] == 20 / 32767 && q[0] == -32767 && q[20] == 0)
-        #expect(q[31] == Int16((11 * (Float(32767) / 20)).rounded(.toNearestOrEven)))
+        #expect(s[0] == 20 / 16383 && q[0] == -16383 && q[20] == 0)
+        #expect(q[31] == Int16((11 * (Float(16383) / 20)).rounded(.toNearestOrEven)))
         #expect(s[1].isNaN && q[40] == 0)                     // a NaN poisons its block's scale
         let padded = q[70..<96].allSatisfy { $0 == 0 }
-        #expect(s[2] == 49 / 32767 && q[69] == 32767 && padded) // the last block is zero padded
+        #expect(s[2] == 49 / 16383 && q[69] == 16383 && padded) // the last block is zero padded
         // NaN activations give NaN outputs on every path.
         let w = TestWeight(dtype: Self.q8, n: 3, k: 70, seed: 2)
         for path in Path.allCases {

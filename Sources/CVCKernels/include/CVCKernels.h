@@ -117,7 +117,7 @@ void vck_weight_rows_f32(const vck_weight *w, int64_t row0, int64_t nrows, float
 ///   (AVX512-BF16 vdpbf16ps semantics).
 /// - q8_0 weights: activations quantized on the fly per 32-block (s = amax/127, int8, round to
 ///   nearest even), exact int32 block dots (AVX512-VNNI), scaled by both scales in fp32.
-///   (Precision modes below: balanced uses int16 activations, exact fp32.)
+///   (Precision modes below: balanced uses 15-bit activations, exact fp32.)
 /// See gemm_packed.c for the exact arithmetic; vck_linear_ref is its bit-exact scalar twin (except
 /// denormals on the fma bf16 paths).
 void vck_linear(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
@@ -127,8 +127,9 @@ void vck_linear_ref(int64_t m, const float *a, int64_t lda, const vck_weight *w,
                     float *c, int64_t ldc, float beta);
 
 /// Activation precision of the bf16 and q8_0 GEMM (f16 and f32 are always fp32-accurate).
-/// VCK_GEMM_BALANCED (default): q8_0 activations quantized per 32-block to int16
-///   (s = amax / 32767, RNE), exact int32 block dots (AVX512-VNNI vpdpwssd, AVX2 vpmaddwd), scaled
+/// VCK_GEMM_BALANCED (default): q8_0 activations quantized per 32-block to 15 bits in int16
+///   (s = amax / 16383, RNE), exact int32 block dots (AVX512-VNNI: two vpdpbusd passes over the
+///   high and low 7-bit parts; AVX2 vpmaddwd), scaled
 ///   by both scales in fp32 exactly as the fast path; bf16 weights as EXACT.
 /// VCK_GEMM_EXACT: fp32 activations times the exact weight values (fp32 FMA, only the weights' own
 ///   quantization error; f16-path speed).
@@ -136,7 +137,7 @@ void vck_linear_ref(int64_t m, const float *a, int64_t lda, const vck_weight *w,
 ///   described at vck_linear. It misses the quality yardsticks on golden A's sampling run
 ///   (bf16 39.9 dB < 42 dB, q8 29.9 dB < 34 dB PSNR of the frames; exact and balanced meet them).
 /// Measured (q8_0 weights): GEMM rel RMS error vs fp32 with the dequantized weights on random
-/// data (K = 320 / 1280) 7.1e-3 fast, 2.7e-5 balanced, 1.5e-7 exact. Tiny VC2 UNet (vc2-tiny-a,
+/// data (K = 320 / 1280) 7.1e-3 fast, 5.5e-5 balanced, 1.5e-7 exact. Tiny VC2 UNet (vc2-tiny-a,
 /// t=981) eps rel RMS vs the fp32 golden 0.0501 fast / 0.03482 balanced / 0.03482 exact (the
 /// weights' own error; bf16 weights 0.0161 fast / 0.0133 exact = balanced); golden A frames q8
 /// PSNR 29.9 fast / 37.65 balanced / 37.65 exact dB. Speed on one Sapphire Rapids core:
@@ -168,7 +169,7 @@ void vck_packed_weight_rows_f32(const vck_packed_weight *p, int64_t row0, int64_
 /// int8 (zero padded) in q, their scales in s, and -128 * sum(q) per block in corr.
 void vck_quantize_act_q8_ref(const float *x, int64_t k, int8_t *q, float *s, int32_t *corr);
 /// The activation quantizer of the balanced q8_0 GEMM: ceil(k/32) blocks of 32 int16 (zero
-/// padded) in q, s = amax / 32767 per block, q = rne(clamp(x * (32767 / amax), +-32767)); a NaN
+/// padded) in q, s = amax / 16383 per block, q = rne(clamp(x * (16383 / amax), +-16383)); a NaN
 /// value gives q = 0 and makes its block's s NaN.
 void vck_quantize_act_q16_ref(const float *x, int64_t k, int16_t *q, float *s);
 
