@@ -324,6 +324,7 @@ static _Thread_local int t_precision = -1;
 static int valid_precision(int p) { return p == VCK_GEMM_EXACT || p == VCK_GEMM_FAST ? p : VCK_GEMM_BALANCED; }
 void vck_set_gemm_precision(int precision) { atomic_store(&g_precision, valid_precision(precision)); }
 void vck_set_thread_gemm_precision(int precision) { t_precision = precision < 0 ? -1 : valid_precision(precision); }
+int vck_get_thread_gemm_precision(void) { return t_precision; }
 int vck_get_gemm_precision(void) {
     if (t_precision >= 0) return t_precision;
     int p = atomic_load(&g_precision);

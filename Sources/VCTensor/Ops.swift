@@ -14,7 +14,7 @@ public enum Ops {
 
     /// Activation precision of products with bf16 and q8_0 weights (f16 and f32 weights are
     /// always fp32-accurate).
-    public enum GEMMPrecision: Sendable {
+    public enum GEMMPrecision: String, Sendable, Codable, CaseIterable {
         /// Activations rounded to bf16 / quantized per 32-block to int8 (AVX512-BF16 / VNNI speed).
         case fast
         /// fp32 activations times the exact weight values: only the weights' own quantization
@@ -25,8 +25,27 @@ public enum Ops {
         case balanced
     }
 
+    /// Runs `body` with `precision` for the products computed for this thread (the kernels read
+    /// the setting on the calling thread; their worker threads follow it). nil: no change. The
+    /// thread's previous setting is restored afterwards.
+    public static func withGEMMPrecision<T>(_ precision: GEMMPrecision?, _ body: () throws -> T) rethrows -> T {
+        guard let precision else { return try body() }
+        let saved = vck_get_thread_gemm_precision()
+        vck_set_thread_gemm_precision(code(precision))
+        defer { vck_set_thread_gemm_precision(saved) }
+        return try body()
+    }
+
+    static func code(_ p: GEMMPrecision) -> Int32 {
+        switch p {
+        case .exact: Int32(VCK_GEMM_EXACT)
+        case .fast: Int32(VCK_GEMM_FAST)
+        case .balanced: Int32(VCK_GEMM_BALANCED)
+        }
+    }
+
     /// Process-wide; `.balanced` by default (VCK_GEMM_PRECISION=exact|balanced|fast selects the
-    /// mode until set).
+    /// mode until set). `withGEMMPrecision` overrides it for one thread.
     public static var gemmPrecision: GEMMPrecision {
         get {
             switch vck_get_gemm_precision() {
@@ -35,13 +54,7 @@ public enum Ops {
             default: return .balanced
             }
         }
-        set {
-            switch newValue {
-            case .exact: vck_set_gemm_precision(Int32(VCK_GEMM_EXACT))
-            case .fast: vck_set_gemm_precision(Int32(VCK_GEMM_FAST))
-            case .balanced: vck_set_gemm_precision(Int32(VCK_GEMM_BALANCED))
-            }
-        }
+        set { vck_set_gemm_precision(code(newValue)) }
     }
 
     // MARK: helpers

@@ -128,6 +128,8 @@ public struct BenchOptions: Sendable {
     /// Threads for our pool and OpenBLAS (< 1: all cores).
     public var threads = 0
     public var contextTokens = 77
+    /// Activation precision of the q8_0 / bf16 products (nil: the process setting, balanced).
+    public var precision: Ops.GEMMPrecision?
 
     public init() {}
 }
@@ -167,6 +169,8 @@ public struct BenchComponent: Sendable, Codable, Equatable {
 public struct BenchReport: Sendable, Codable {
     public var model: String
     public var weightType: String
+    /// Activation precision of the q8_0 / bf16 products during the calls.
+    public var precision: String
     public var batch: Int
     public var frames: Int
     public var height: Int
@@ -251,6 +255,15 @@ public enum Bench {
         Storage.trimBufferCache()   // load-time temporaries (f32 weights before conversion) are not activations
         let rssLoad = Self.memory().rss
 
+        return try Ops.withGEMMPrecision(o.precision) {
+            try timeCalls(o, net: net, config: config, modelName: modelName, weightType: weightType, weightBytes: weightBytes,
+                          loadSeconds: loadSeconds, rssLoad: rssLoad, loadBefore: loadBefore, progress: progress)
+        }
+    }
+
+    private static func timeCalls(_ o: BenchOptions, net: UNet3D, config: UNetConfig, modelName: String, weightType: DType,
+                                  weightBytes: Int, loadSeconds: Double, rssLoad: Double, loadBefore: String,
+                                  progress: (String) -> Void) throws -> BenchReport {
         let (lh, lw) = (o.height / 8, o.width / 8)
         let x = Ops.randomUniform([o.batch * o.frames, lh, lw, config.inChannels], seed: 1, low: -1.7, high: 1.7)
         let context = Ops.randomUniform([o.batch, o.contextTokens, config.contextDim], seed: 2, low: -1, high: 1)
@@ -316,7 +329,7 @@ public enum Bench {
         let median = Self.median(calls)
         let ideal = (lin + conv) / gemmPeak + att / attPeak
         return BenchReport(
-            model: modelName, weightType: weightType.rawValue, batch: o.batch, frames: o.frames, height: o.height, width: o.width,
+            model: modelName, weightType: weightType.rawValue, precision: Ops.gemmPrecision.rawValue, batch: o.batch, frames: o.frames, height: o.height, width: o.width,
             latent: [o.batch * o.frames, lh, lw, config.inChannels], threads: Ops.threads, weightBytes: weightBytes,
             loadSeconds: loadSeconds, calls: calls, cpuSeconds: cpu, systemSeconds: sys, medianSeconds: median, gflop: lin + conv + att, linearGflop: lin,
             convGflop: conv, attentionGflop: att, gflops: (lin + conv + att) / median, peakGflops: gemmPeak,
@@ -327,7 +340,7 @@ public enum Bench {
 
     /// A plain-text table of a report.
     public static func text(_ r: BenchReport) -> String {
-        var s = "UNet call: \(r.model), \(r.weightType) weights (\(String(format: "%.2f", Double(r.weightBytes) / 1_073_741_824)) GiB), "
+        var s = "UNet call: \(r.model), \(r.weightType) weights (\(String(format: "%.2f", Double(r.weightBytes) / 1_073_741_824)) GiB, \(r.precision) precision), "
         s += "batch \(r.batch) x \(r.frames) frames, \(r.height)x\(r.width) (latent \(r.latent[1])x\(r.latent[2])), \(r.threads) threads\n"
         s += String(format: "time %.2f s (median of %d: ", r.medianSeconds, r.calls.count)
         s += r.calls.map { String(format: "%.2f", $0) }.joined(separator: ", ")

@@ -36,6 +36,10 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("repeat"), help: "Timed calls (the median is reported).") var repeats: Int = 1
     @Option(name: .long, help: "Untimed calls before timing.") var warmup: Int = 0
     @Option(name: .long, help: "Threads (0: all cores).") var threads: Int = 0
+    @Option(name: .long, help: ArgumentHelp(
+        "Activation precision of the q8/bf16 products: balanced (default), fast or exact (see vcrun sample --help).",
+        valueName: "mode"))
+    var precision: Ops.GEMMPrecision?
     @Flag(name: .long, help: "Print the report as JSON.") var json = false
 
     func run() throws {
@@ -54,7 +58,7 @@ struct BenchCommand: ParsableCommand {
         default: throw ValidationError("--type must be q8, bf16, f16 or f32")
         }
         o.frames = frames; o.height = height; o.width = width; o.batch = batch
-        o.repeats = repeats; o.warmup = warmup; o.threads = threads
+        o.repeats = repeats; o.warmup = warmup; o.threads = threads; o.precision = precision
         let quiet = json
         let report = try Bench.unet(o) { line in
             if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) }

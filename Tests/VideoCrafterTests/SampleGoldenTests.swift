@@ -102,6 +102,27 @@ struct SampleGoldenTests {
         #expect(db >= minimum, "\(type.rawValue): \(db) dB")
     }
 
+    /// `GenerationParameters.precision`: `.fast` runs the q8 UNet with int8 activations (lower
+    /// quality than the balanced default, as documented), `.balanced` gives the default's bits,
+    /// and the caller's thread setting is back afterwards.
+    @Test func precisionParameterSelectsTheActivationPrecision() async throws {
+        let golden = try Fixtures.golden()
+        let u8 = try #require(try golden.tensor(named: "sample.frames_u8")).bytes()
+        let model = try TextToVideo(modelPath: try await TinyModels.shared.path(.q8))
+        func frames(_ precision: Ops.GEMMPrecision?) throws -> [UInt8] {
+            var p = goldenParameters()
+            p.precision = precision
+            let r = try model.generate(p)
+            return try Frame.frames(fromChannelsLast: r.frames.floats(), frames: 5, height: 64, width: 128).flatMap(\.rgb)
+        }
+        let before = Ops.gemmPrecision
+        let byDefault = try frames(nil), balanced = try frames(.balanced), fast = try frames(.fast)
+        #expect(Ops.gemmPrecision == before)
+        #expect(balanced == byDefault)
+        let (dbDefault, dbFast) = (psnr(byDefault, u8), psnr(fast, u8))
+        #expect(dbDefault >= 34 && dbFast < dbDefault - 3, "balanced \(dbDefault) dB, fast \(dbFast) dB")
+    }
+
     @Test func sampleJobWritesAnMP4WithEveryFrameAndTheParameters() async throws {
         let model = try await TinyModels.shared.path(.f32)
         let tmp = try TempDir()

@@ -152,6 +152,8 @@ void vck_set_gemm_precision(int precision);
 void vck_set_thread_gemm_precision(int precision);
 /// The setting in force on the calling thread.
 int vck_get_gemm_precision(void);
+/// The calling thread's own override (-1: none, the process setting applies).
+int vck_get_thread_gemm_precision(void);
 
 /// A weight repacked once for the GEMM kernels (f32, f16, bf16 and q8_0; column panels of 16
 /// outputs). Pass it as vck_weight{data: packed, dtype: VCK_W_PACKED, n, k} to vck_linear,
