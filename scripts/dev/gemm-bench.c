@@ -36,10 +36,10 @@ static double bench(int64_t m, int64_t n, int64_t k, int q8, int prec) {
     for (int64_t i = 0; i < m * k; i++) a[i] = frand();
     uint16_t *bf = NULL;
     vck_weight src = q8 == 1 ? w.w : (vck_weight){w.f, VCK_W_F32, n, k};
-    if (q8 == 2) {
+    if (q8 == 2 || q8 == 3) { // 2: bf16, 3: f16
         bf = malloc(sizeof(uint16_t) * n * k);
-        vck_f32_to_bf16(w.f, bf, (size_t)(n * k));
-        src = (vck_weight){bf, VCK_W_BF16, n, k};
+        if (q8 == 2) vck_f32_to_bf16(w.f, bf, (size_t)(n * k)); else vck_f32_to_f16(w.f, bf, (size_t)(n * k));
+        src = (vck_weight){bf, q8 == 2 ? VCK_W_BF16 : VCK_W_F16, n, k};
     }
     vck_packed_weight *pk = vck_pack_weight(&src);
     vck_weight pw = {pk, VCK_W_PACKED, n, k};
@@ -110,6 +110,7 @@ int main(int argc, char **argv) {
         printf("  q8_0 fast     %.0f\n", bench(m, n, k, 1, VCK_GEMM_FAST));
         printf("  q8_0 exact    %.0f\n", bench(m, n, k, 1, VCK_GEMM_EXACT));
         printf("  f32           %.0f\n", bench(m, n, k, 0, VCK_GEMM_EXACT));
+        printf("  f16           %.0f\n", bench(m, n, k, 3, VCK_GEMM_EXACT));
         printf("  bf16 fast     %.0f\n", bench(m, n, k, 2, VCK_GEMM_FAST));
         printf("  bf16 exact    %.0f\n", bench(m, n, k, 2, VCK_GEMM_EXACT));
     }
