@@ -38,6 +38,11 @@ struct ConvTapsTests {
             // Packed taps give exactly the unpacked result (PackedWeight is bit-identical).
             let packed = try Ops.conv2dSame(x, packedTaps: try Ops.packTaps(taps), kernel: (kh, kw), b)
             #expect(packed.floats() == ours.floats(), "\(c) \(dtype) packed")
+            if dtype == .f16 {
+                // f16 taps widened to f32 (what the VAE packs): the same values in the same order.
+                let widened = try Ops.conv2dSame(x, packedTaps: try Ops.packTaps(try taps.converted(to: .f32)), kernel: (kh, kw), b)
+                #expect(widened.floats().map(\.bitPattern) == ours.floats().map(\.bitPattern), "\(c) f16 widened")
+            }
         }
     }
 
