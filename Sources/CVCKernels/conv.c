@@ -81,16 +81,12 @@ static void im2col_task(void *vctx, int task) {
     vck_free(tmp);
 }
 
-// The GEMM packs an unpacked weight on every call, and these convolutions call it once per im2col
-// chunk: pack it once for all chunks instead (at VC2's widest layers a chunk is ~180 rows, so
-// per-chunk packing cost about as much as the products). NULL: use the weight as given (already
-// packed, a single chunk, f32 on the OpenBLAS path, or no memory for the copy).
+// vck_linear packs an unpacked weight on every call and these convolutions call it once per im2col
+// chunk (~180 rows at VC2's widest layers, where repacking cost about as much as the products):
+// pack it once for all chunks.
 static vck_packed_weight *pack_for_chunks(const vck_weight *wt, int64_t total, int64_t chunk, vck_weight *use) {
     *use = *wt;
-    const uint32_t fma = VCK_CPU_AVX2 | VCK_CPU_FMA | VCK_CPU_F16C;
-    if (wt->dtype == VCK_W_PACKED || total <= chunk) return NULL;
-    if (wt->dtype == VCK_W_F32 && (vck_cpu_features() & fma) != fma) return NULL;
-    vck_packed_weight *p = vck_pack_weight(wt);
+    vck_packed_weight *p = total > chunk ? vck_pack_for_reuse(wt) : NULL;
     if (p) *use = (vck_weight){p, VCK_W_PACKED, wt->n, wt->k};
     return p;
 }

@@ -115,11 +115,22 @@ static void add_bias(float *c, int64_t m, int64_t n, int64_t ldc, const float *b
     }
 }
 
+// Whether vck_linear runs this weight on the packed-panel kernels (everything but f32 weights on
+// CPUs without FMA, which go to OpenBLAS, and K = 0).
+static int uses_packed_kernels(const vck_weight *w) {
+    const uint32_t fma = VCK_CPU_AVX2 | VCK_CPU_FMA | VCK_CPU_F16C;
+    return w->k > 0 && (w->dtype != VCK_W_F32 || (vck_cpu_features() & fma) == fma);
+}
+
+vck_packed_weight *vck_pack_for_reuse(const vck_weight *w) {
+    if (w->dtype == VCK_W_PACKED || w->n <= 0 || !uses_packed_kernels(w)) return NULL;
+    return vck_pack_weight(w);
+}
+
 void vck_linear(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias,
                 float *c, int64_t ldc, float beta) {
     if (m <= 0 || w->n <= 0) return;
-    const uint32_t fma = VCK_CPU_AVX2 | VCK_CPU_FMA | VCK_CPU_F16C;
-    if (w->k > 0 && (w->dtype != VCK_W_F32 || (vck_cpu_features() & fma) == fma)) {
+    if (uses_packed_kernels(w)) {
         vck_linear_lowp(m, a, lda, w, bias, c, ldc, beta, 0);
         return;
     }

@@ -29,9 +29,7 @@
 //   of vpdpbusd (4 products per lane against vpdpwssd's 2, no widening of the weights) that take
 //   the activation bytes straight from memory as embedded broadcasts. 15 bits rather than 16 is
 //   what lets both bytes be signed operands; the rounding error (about 5e-5 of the output's RMS)
-//   stays far below the weights' own. Pre-widened int16 panels would double the packed q8
-//   memory for at most ~5% (measured upper bound). bf16 weights in balanced mode run as in exact
-//   mode.
+//   stays far below the weights' own. bf16 weights in balanced mode run as in exact mode.
 // With vck_set_gemm_precision(VCK_GEMM_EXACT) activations stay fp32 (weight-only error):
 //   bf16: acc = fma(a[k], w[k], acc) for k = 0, 1, ... (as f16);
 //   q8_0: per block accb = fma(a[k], q_w[k], accb) over its k, then acc = fma(accb, d_w, acc).

@@ -26,6 +26,10 @@ int vck_in_parallel_region(void);
 /// vck_linear for f16 / bf16 / q8_0 / packed weights (gemm_packed.c); force_ref picks the scalar twin.
 void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias, float *c,
                      int64_t ldc, float beta, int force_ref);
+/// A packed copy of `w` for a caller that runs vck_linear with it many times (vck_linear packs an
+/// unpacked weight on every call); NULL where vck_linear would not use one (already packed, f32
+/// on the OpenBLAS path, K = 0) or memory ran out: then pass `w` itself.
+vck_packed_weight *vck_pack_for_reuse(const vck_weight *w);
 /// C = op(A) op(B) + beta C with the own f32 kernels (alpha 1); returns 0 (nothing done) where
 /// only the scalar path exists.
 int vck_sgemm_own(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
