@@ -255,15 +255,6 @@ public enum Bench {
         Storage.trimBufferCache()   // load-time temporaries (f32 weights before conversion) are not activations
         let rssLoad = Self.memory().rss
 
-        return try Ops.withGEMMPrecision(o.precision) {
-            try timeCalls(o, net: net, config: config, modelName: modelName, weightType: weightType, weightBytes: weightBytes,
-                          loadSeconds: loadSeconds, rssLoad: rssLoad, loadBefore: loadBefore, progress: progress)
-        }
-    }
-
-    private static func timeCalls(_ o: BenchOptions, net: UNet3D, config: UNetConfig, modelName: String, weightType: DType,
-                                  weightBytes: Int, loadSeconds: Double, rssLoad: Double, loadBefore: String,
-                                  progress: (String) -> Void) throws -> BenchReport {
         let (lh, lw) = (o.height / 8, o.width / 8)
         let x = Ops.randomUniform([o.batch * o.frames, lh, lw, config.inChannels], seed: 1, low: -1.7, high: 1.7)
         let context = Ops.randomUniform([o.batch, o.contextTokens, config.contextDim], seed: 2, low: -1, high: 1)
@@ -273,7 +264,7 @@ public enum Bench {
 
         for i in 0..<o.warmup {
             progress("warm-up call \(i + 1)/\(o.warmup)")
-            _ = try net(x: x, timesteps: timesteps, context: context, fps: fps, frames: o.frames)
+            _ = try Ops.withGEMMPrecision(o.precision) { try net(x: x, timesteps: timesteps, context: context, fps: fps, frames: o.frames) }
         }
         Self.resetPeakRSS()
         var calls: [Double] = [], cpu: [Double] = [], sys: [Double] = []
@@ -287,8 +278,10 @@ public enum Bench {
             let c0 = Self.cpuTimes()
             let t0 = ContinuousClock.now
             rec.last = t0
-            _ = try net(x: x, timesteps: timesteps, context: context, fps: fps, frames: o.frames,
+            _ = try Ops.withGEMMPrecision(o.precision) {
+                try net(x: x, timesteps: timesteps, context: context, fps: fps, frames: o.frames,
                         observer: { name, _ in rec.mark(name) })
+            }
             let s = Self.seconds(ContinuousClock.now - t0)
             let c1 = Self.cpuTimes()
             calls.append(s)
@@ -329,7 +322,7 @@ public enum Bench {
         let median = Self.median(calls)
         let ideal = (lin + conv) / gemmPeak + att / attPeak
         return BenchReport(
-            model: modelName, weightType: weightType.rawValue, precision: Ops.gemmPrecision.rawValue, batch: o.batch, frames: o.frames, height: o.height, width: o.width,
+            model: modelName, weightType: weightType.rawValue, precision: (o.precision ?? Ops.gemmPrecision).rawValue, batch: o.batch, frames: o.frames, height: o.height, width: o.width,
             latent: [o.batch * o.frames, lh, lw, config.inChannels], threads: Ops.threads, weightBytes: weightBytes,
             loadSeconds: loadSeconds, calls: calls, cpuSeconds: cpu, systemSeconds: sys, medianSeconds: median, gflop: lin + conv + att, linearGflop: lin,
             convGflop: conv, attentionGflop: att, gflops: (lin + conv + att) / median, peakGflops: gemmPeak,

@@ -148,6 +148,11 @@ public final class TextToVideo: @unchecked Sendable {
         Int(clamping: ProcessInfo.processInfo.physicalMemory)
     }
 
+    /// Drops the mapped pages of a component's tensors once it is done (they fault back in if read).
+    private func releasePages(prefix: String) {
+        for name in file.tensorNames where name.hasPrefix(prefix) { file.releasePages(named: name) }
+    }
+
     /// Runs the whole pipeline. `onEvent` sees progress (and each step's latent).
     public func generate(_ p: GenerationParameters, onEvent: (GenerationEvent) -> Void = { _ in }) throws -> GenerationResult {
         try validate(p)
@@ -168,7 +173,7 @@ public final class TextToVideo: @unchecked Sendable {
         }
         // The encoder's packed weights went with it; its tensors' mapped pages would stay
         // resident (about 0.7 GB of f16 for VC2) next to the UNet's: drop them.
-        for name in file.tensorNames where name.hasPrefix(ModelTensors.textPrefix) { file.releasePages(named: name) }
+        releasePages(prefix: ModelTensors.textPrefix)
         timings["text"] = seconds(clock.now - start)
         onEvent(.encodedText(seconds: timings["text"] ?? 0))
 
@@ -219,7 +224,7 @@ public final class TextToVideo: @unchecked Sendable {
         timings["unet"] = seconds(clock.now - start)
         // The UNet's mapped pages (about 1.4 GiB of q8_0 for VC2) are not needed again: drop them
         // so the VAE's weights and frames do not stack on top of them.
-        for name in file.tensorNames where name.hasPrefix(ModelTensors.unetPrefix) { file.releasePages(named: name) }
+        releasePages(prefix: ModelTensors.unetPrefix)
 
         // 3. VAE, frame by frame.
         start = clock.now
