@@ -21,6 +21,9 @@ void vck_conv2d_taps_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, in
     if (band > h) band = h;
     float *xin = vck_alloc((size_t)(band + kh - 1) * (size_t)wp * (size_t)cin * sizeof(float));
     float *acc = vck_alloc((size_t)band * (size_t)wp * (size_t)cout * sizeof(float));
+    // Tap (ky, kx) reads padded pixel p + ky * wp + kx for output position p.
+    int64_t *offsets = vck_alloc((size_t)(kh * kw) * sizeof(int64_t));
+    for (int64_t t = 0; t < kh * kw; t++) offsets[t] = (t / kw) * wp + t % kw;
     for (int64_t img = 0; img < nimg; img++) {
         const float *xi = x + img * h * w * cin;
         float *yi = y + img * h * w * cout;
@@ -42,9 +45,10 @@ void vck_conv2d_taps_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, in
             // p + ky * wp + kx for tap (ky, kx). The last row's junk columns are not computed, so
             // the reads end exactly at the last padded pixel of the band.
             const int64_t m = (r - 1) * wp + w;
-            for (int64_t t = 0; t < kh * kw; t++) {
-                const int64_t ky = t / kw, kx = t % kw;
-                vck_linear(m, xin + (ky * wp + kx) * cin, cin, &taps[t], NULL, acc, cout, t == 0 ? 0.0f : 1.0f);
+            // Quantized / bf16 activations: each padded pixel is prepared once for all the taps.
+            if (!vck_linear_shifted(m, xin, cin, (r + kh - 1) * wp, taps, (int)(kh * kw), offsets, acc, cout)) {
+                for (int64_t t = 0; t < kh * kw; t++)
+                    vck_linear(m, xin + offsets[t] * cin, cin, &taps[t], NULL, acc, cout, t == 0 ? 0.0f : 1.0f);
             }
             for (int64_t oyr = 0; oyr < r; oyr++) {
                 float *dst = yi + (oy0 + oyr) * w * cout;
@@ -60,6 +64,7 @@ void vck_conv2d_taps_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, in
     }
     vck_free(xin);
     vck_free(acc);
+    vck_free(offsets);
 }
 
 void vck_repack_conv_taps(const void *src, void *dst, size_t elem_size, int64_t cout, int64_t cin, int64_t taps) {

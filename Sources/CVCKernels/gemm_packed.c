@@ -1101,87 +1101,131 @@ static int choose_kind(int dtype, uint32_t f, int *bf16_fma, int exact, int i16)
 // Rows of A per super-block: bounds the prepared-activation scratch to about 8 MiB.
 #define VCK_PREP_BYTES (8u << 20)
 
+// The run-wide fields of p for weight pw (activations, output and tiling are set per call).
+static void init_ctx(mm_ctx *p, const vck_packed_weight *pw, int kind, int bf16_fma, int exact, int i16) {
+    memset(p, 0, sizeof *p);
+    p->dtype = pw->dtype;
+    p->kind = kind;
+    p->bf16_fma = bf16_fma;
+    p->exact = exact;
+    p->i16 = i16 && pw->dtype == VCK_W_Q8_0;
+    p->n = pw->n;
+    p->k = pw->k;
+    p->nb = pw->nb;
+    p->w = pw->data;
+    p->gstride = pw->gstride;
+    p->split = p->i16 && kind == K_AVX512; // AVX512-VNNI: two byte passes (q16s_tile512)
+}
+
+// Bytes of prepared activations per row of A (0: the kernels read fp32 A directly).
+static size_t prep_row_bytes(const mm_ctx *p) {
+    if (p->split) return (size_t)p->nb * 72;
+    if (p->i16) return (size_t)p->nb * 68;
+    if (p->exact) return 0;
+    if (p->dtype == VCK_W_Q8_0) return (size_t)p->nb * 40;
+    if (p->dtype == VCK_W_BF16) return (size_t)p->nb * (p->bf16_fma ? 8 : 4);
+    return 0;
+}
+
+// Prepares rows [0, rows) of a (row stride lda) into scratch (prep_row_bytes(p) * rows bytes) and
+// points p's activation fields at row 0 of it.
+static void prepare_rows(mm_ctx *p, const float *a, int64_t lda, int64_t rows, uint8_t *scratch) {
+    prep_ctx pc = {a, lda, p->k, p->nb, 16, NULL, NULL, NULL, NULL, p->kind == K_AVX512, p->dtype, rows, NULL, NULL, NULL};
+    if (p->split) {
+        pc.q = (int8_t *)scratch;
+        pc.qlo = (int8_t *)(scratch + (size_t)rows * p->nb * 32);
+        pc.s = (float *)(scratch + (size_t)rows * p->nb * 64);
+        pc.corr = (int32_t *)(scratch + (size_t)rows * p->nb * 68);
+        p->aq = pc.q; p->aql = pc.qlo; p->as = pc.s; p->acorr = pc.corr;
+    } else if (p->i16) {
+        pc.q16 = (int16_t *)scratch;
+        pc.s = (float *)(scratch + (size_t)rows * p->nb * 64);
+        p->aq16 = pc.q16; p->as = pc.s;
+    } else if (p->dtype == VCK_W_Q8_0) {
+        pc.q = (int8_t *)scratch;
+        pc.s = (float *)(scratch + (size_t)rows * p->nb * 32);
+        pc.corr = (int32_t *)(scratch + (size_t)rows * p->nb * 36);
+        p->aq = pc.q; p->as = pc.s; p->acorr = pc.corr;
+    } else if (p->bf16_fma) {
+        pc.bf32 = (float *)scratch;
+        p->abf32 = pc.bf32;
+    } else {
+        pc.bf = (uint32_t *)scratch;
+        p->abf = pc.bf;
+    }
+    vck_parallel_for((int)((rows + pc.rows_per - 1) / pc.rows_per), prep_task, &pc);
+}
+
+// Moves p's activations (fp32 and prepared) down by `off` rows.
+static void offset_rows(mm_ctx *p, int64_t off) {
+    if (p->a) p->a += off * p->lda;
+    if (p->aq) p->aq += off * p->nb * 32;
+    if (p->aql) p->aql += off * p->nb * 32;
+    if (p->aq16) p->aq16 += off * p->nb * 32;
+    if (p->as) p->as += off * p->nb;
+    if (p->acorr) p->acorr += off * p->nb;
+    if (p->abf) p->abf += off * p->nb;
+    if (p->abf32) p->abf32 += off * p->nb * 2;
+}
+
+// C rows [0, mm) of the current activations: about 8 row tiles x 128 columns per task, at least
+// 4 tasks per thread when possible.
+static void run_tiles(mm_ctx *p, int64_t mm) {
+    int threads = vck_get_threads();
+    int R = tile_rows(p);
+    p->m = mm;
+    p->mb = (int64_t)R * 8;
+    p->ngroups_task = 8;
+    int64_t gtotal = (p->n + 15) / 16;
+    for (;;) {
+        p->tiles_m = (mm + p->mb - 1) / p->mb;
+        p->tiles_n = (gtotal + p->ngroups_task - 1) / p->ngroups_task;
+        if (p->tiles_m * p->tiles_n >= 4 * threads || (p->mb <= R && p->ngroups_task <= 2)) break;
+        if (p->mb > R) p->mb -= R; else p->ngroups_task -= 2;
+    }
+    vck_parallel_for((int)(p->tiles_m * p->tiles_n), mm_task, p);
+}
+
 static void gemm_packed(int64_t m, const float *a, int64_t lda, const vck_packed_weight *pw, const float *bias,
                         float *c, int64_t ldc, float beta, int kind, int bf16_fma, int exact, int i16) {
-    mm_ctx p = {0};
-    p.dtype = pw->dtype;
-    p.kind = kind;
-    p.bf16_fma = bf16_fma;
-    p.exact = exact;
-    p.i16 = i16 && pw->dtype == VCK_W_Q8_0;
-    p.n = pw->n;
-    p.k = pw->k;
-    p.nb = pw->nb;
-    p.w = pw->data;
-    p.gstride = pw->gstride;
+    mm_ctx p;
+    init_ctx(&p, pw, kind, bf16_fma, exact, i16);
     p.ldc = ldc;
     p.bias = bias;
     p.beta = beta;
-    p.split = p.i16 && kind == K_AVX512; // AVX512-VNNI: two byte passes (q16s_tile512)
-    size_t row_bytes = p.split ? (size_t)p.nb * 72 : p.i16 ? (size_t)p.nb * 68 : exact ? 0 : p.dtype == VCK_W_Q8_0 ? (size_t)p.nb * 40 : p.dtype == VCK_W_BF16 ? (size_t)p.nb * (bf16_fma ? 8 : 4) : 0;
+    size_t row_bytes = prep_row_bytes(&p);
     int64_t ms = row_bytes ? (int64_t)(VCK_PREP_BYTES / row_bytes) : m;
     if (ms < 64) ms = 64;
     if (ms > m) ms = m;
     uint8_t *scratch = row_bytes ? vck_alloc(row_bytes * (size_t)ms) : NULL;
-    int threads = vck_get_threads();
-    int R = tile_rows(&p);
     for (int64_t m0 = 0; m0 < m; m0 += ms) {
         int64_t mm = m - m0 < ms ? m - m0 : ms;
-        p.m = mm;
         p.a = a + m0 * lda;
         p.lda = lda;
         p.c = c + m0 * ldc;
-        if (row_bytes) {
-            prep_ctx pc = {p.a, lda, p.k, p.nb, 16, NULL, NULL, NULL, NULL, kind == K_AVX512, p.dtype, mm, NULL, NULL, NULL};
-            if (p.split) {
-                pc.q = (int8_t *)scratch;
-                pc.qlo = (int8_t *)(scratch + (size_t)mm * p.nb * 32);
-                pc.s = (float *)(scratch + (size_t)mm * p.nb * 64);
-                pc.corr = (int32_t *)(scratch + (size_t)mm * p.nb * 68);
-                p.aq = pc.q; p.aql = pc.qlo; p.as = pc.s; p.acorr = pc.corr;
-            } else if (p.i16) {
-                pc.q16 = (int16_t *)scratch;
-                pc.s = (float *)(scratch + (size_t)mm * p.nb * 64);
-                p.aq16 = pc.q16; p.as = pc.s;
-            } else if (p.dtype == VCK_W_Q8_0) {
-                pc.q = (int8_t *)scratch;
-                pc.s = (float *)(scratch + (size_t)mm * p.nb * 32);
-                pc.corr = (int32_t *)(scratch + (size_t)mm * p.nb * 36);
-                p.aq = pc.q; p.as = pc.s; p.acorr = pc.corr;
-            } else if (bf16_fma) {
-                pc.bf32 = (float *)scratch;
-                p.abf32 = pc.bf32;
-            } else {
-                pc.bf = (uint32_t *)scratch;
-                p.abf = pc.bf;
-            }
-            vck_parallel_for((int)((mm + pc.rows_per - 1) / pc.rows_per), prep_task, &pc);
-        }
-        // Tiles: about 8 row tiles x 128 columns, at least 4 tasks per thread when possible.
-        p.mb = (int64_t)R * 8;
-        p.ngroups_task = 8;
-        int64_t gtotal = (p.n + 15) / 16;
-        for (;;) {
-            p.tiles_m = (mm + p.mb - 1) / p.mb;
-            p.tiles_n = (gtotal + p.ngroups_task - 1) / p.ngroups_task;
-            if (p.tiles_m * p.tiles_n >= 4 * threads || (p.mb <= R && p.ngroups_task <= 2)) break;
-            if (p.mb > R) p.mb -= R; else p.ngroups_task -= 2;
-        }
-        vck_parallel_for((int)(p.tiles_m * p.tiles_n), mm_task, &p);
+        if (row_bytes) prepare_rows(&p, p.a, lda, mm, scratch);
+        run_tiles(&p, mm);
     }
     vck_free(scratch);
+}
+
+// The kernel kind and activation form for weights of `dtype` under this thread's precision mode.
+static int choose_mode(int dtype, int force_ref, int *bf16_fma, int *exact, int *i16) {
+    int prec = vck_get_gemm_precision();
+    // Balanced: int16 activations for q8_0, fp32 activations for bf16.
+    *i16 = prec == VCK_GEMM_BALANCED && dtype == VCK_W_Q8_0;
+    *exact = prec == VCK_GEMM_EXACT || (prec == VCK_GEMM_BALANCED && dtype == VCK_W_BF16);
+    int kind = choose_kind(dtype, vck_cpu_features(), bf16_fma, *exact, *i16);
+    if (force_ref) kind = K_REF, *bf16_fma = 0;
+    return kind;
 }
 
 // Used by vck_linear (gemm.c) for every weight type (f32: when AVX2/AVX-512 FMA exists).
 void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias, float *c,
                      int64_t ldc, float beta, int force_ref) {
     int dtype = w->dtype == VCK_W_PACKED ? ((const vck_packed_weight *)w->data)->dtype : w->dtype;
-    int prec = vck_get_gemm_precision(), bf16_fma = 0;
-    // Balanced: int16 activations for q8_0, fp32 activations for bf16.
-    int i16 = prec == VCK_GEMM_BALANCED && dtype == VCK_W_Q8_0;
-    int exact = prec == VCK_GEMM_EXACT || (prec == VCK_GEMM_BALANCED && dtype == VCK_W_BF16);
-    int kind = choose_kind(dtype, vck_cpu_features(), &bf16_fma, exact, i16);
-    if (force_ref) kind = K_REF, bf16_fma = 0;
+    int bf16_fma, exact, i16;
+    int kind = choose_mode(dtype, force_ref, &bf16_fma, &exact, &i16);
     if (w->dtype == VCK_W_PACKED) {
         gemm_packed(m, a, lda, (const vck_packed_weight *)w->data, bias, c, ldc, beta, kind, bf16_fma, exact, i16);
         return;
@@ -1192,6 +1236,41 @@ void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w
     pack_into(w, &tmp);
     gemm_packed(m, a, lda, &tmp, bias, c, ldc, beta, kind, bf16_fma, exact, i16);
     vck_free(tmp.data);
+}
+
+int vck_linear_shifted(int64_t m, const float *a, int64_t lda, int64_t rows, const vck_weight *w, int nw,
+                       const int64_t *offsets, float *c, int64_t ldc) {
+    if (nw <= 0 || m <= 0 || w[0].dtype != VCK_W_PACKED) return 0;
+    const vck_packed_weight *w0 = w[0].data;
+    for (int t = 0; t < nw; t++) {
+        const vck_packed_weight *pt = w[t].data;
+        if (w[t].dtype != VCK_W_PACKED || pt->dtype != w0->dtype || pt->n != w0->n || pt->k != w0->k ||
+            offsets[t] < 0 || offsets[t] + m > rows)
+            return 0;
+    }
+    int bf16_fma, exact, i16;
+    int kind = choose_mode(w0->dtype, 0, &bf16_fma, &exact, &i16);
+    mm_ctx base;
+    init_ctx(&base, w0, kind, bf16_fma, exact, i16);
+    size_t row_bytes = prep_row_bytes(&base);
+    if (!row_bytes) return 0;   // fp32 activations: nothing to share
+    uint8_t *scratch = vck_alloc(row_bytes * (size_t)rows);
+    base.a = a;
+    base.lda = lda;
+    prepare_rows(&base, a, lda, rows, scratch);
+    base.c = c;
+    base.ldc = ldc;
+    for (int t = 0; t < nw; t++) {
+        mm_ctx p = base;
+        const vck_packed_weight *pt = w[t].data;
+        p.w = pt->data;
+        p.gstride = pt->gstride;
+        p.beta = t == 0 ? 0.0f : 1.0f;
+        offset_rows(&p, offsets[t]);
+        run_tiles(&p, m);
+    }
+    vck_free(scratch);
+    return 1;
 }
 
 // --- plain f32 products for vck_sgemm ------------------------------------------------------------

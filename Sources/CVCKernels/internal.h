@@ -26,6 +26,13 @@ int vck_in_parallel_region(void);
 /// vck_linear for f16 / bf16 / q8_0 / packed weights (gemm_packed.c); force_ref picks the scalar twin.
 void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w, const float *bias, float *c,
                      int64_t ldc, float beta, int force_ref);
+/// C[i] = sum over t of A[offsets[t] + i] W_t^T for i in [0, m), C overwritten (no bias), where
+/// A has `rows` rows: the activations are quantized / rounded once for all the weights instead of
+/// once per product, with the same per-row results as nw vck_linear calls (beta 0 then 1).
+/// Returns 0, doing nothing, unless every w[t] is packed with one dtype and shape and the
+/// precision mode prepares activations (q8_0 and bf16 outside exact fp32 activations).
+int vck_linear_shifted(int64_t m, const float *a, int64_t lda, int64_t rows, const vck_weight *w, int nw,
+                       const int64_t *offsets, float *c, int64_t ldc);
 /// A packed copy of `w` for a caller that runs vck_linear with it many times (vck_linear packs an
 /// unpacked weight on every call); NULL where vck_linear would not use one (already packed, f32
 /// on the OpenBLAS path, K = 0) or memory ran out: then pass `w` itself.

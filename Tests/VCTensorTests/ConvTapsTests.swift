@@ -58,6 +58,46 @@ struct ConvTapsTests {
         }
     }
 
+    /// q8_0 and bf16 taps prepare (quantize / round) each padded pixel once for all nine taps
+    /// (vck_linear_shifted): bit for bit what nine separate products over the shifted padded
+    /// rows give, summed in tap order, in every GEMM mode (exact and balanced bf16 take the
+    /// per-tap path), across bands of 2 rows.
+    @Test(arguments: [(1, 5, 7, 64, 40), (2, 3, 9, 40, 17), (1, 6, 33, 96, 48)])
+    func quantizedTapsMatchSeparateProducts(_ c: (Int, Int, Int, Int, Int)) throws {
+        let (n, h, w, cin, cout) = c
+        let x = try Self.tensor([n, h, w, cin], seed: 11), xv = x.floats()
+        let taps = try Ops.convTaps(try Self.tensor([cout, cin, 3, 3], seed: 12))   // [9, Cout, Cin]
+        let bv = Self.values(cout, seed: 13), b = try Tensor(shape: [cout], floats: bv)
+        let wp = w + 2, m = (h - 1) * wp + w
+        for dtype in [DType.q8_0, .bf16] {
+            let packed = try (0..<9).map { try PackedWeight(try taps.rows($0, 1).reshaped([cout, cin]).converted(to: dtype)) }
+            for mode in Ops.GEMMPrecision.allCases {
+                let ours = try Ops.withGEMMPrecision(mode) {
+                    try Ops.conv2dSame(x, packedTaps: packed, kernel: (3, 3), b, bandRows: 2).floats()
+                }
+                var ref = [Float](repeating: 0, count: n * h * w * cout)
+                for img in 0..<n {
+                    var padded = [Float](repeating: 0, count: (h + 2) * wp * cin)    // [(H+2)*(W+2), Cin]
+                    for y in 0..<h { for xx in 0..<w { for ci in 0..<cin {
+                        padded[((y + 1) * wp + xx + 1) * cin + ci] = xv[((img * h + y) * w + xx) * cin + ci]
+                    } } }
+                    var acc = [Float](repeating: 0, count: m * cout)
+                    for t in 0..<9 {
+                        let off = (t / 3) * wp + t % 3
+                        let rows = try Tensor(shape: [m, cin], floats: Array(padded[(off * cin)..<((off + m) * cin)]))
+                        let y = try Ops.withGEMMPrecision(mode) { try Ops.linear(rows, packed[t]).floats() }   // [m, Cout]
+                        acc = t == 0 ? y : zip(acc, y).map { $0 + $1 }
+                    }
+                    for oy in 0..<h { for ox in 0..<w { for co in 0..<cout {
+                        ref[((img * h + oy) * w + ox) * cout + co] = acc[(oy * wp + ox) * cout + co] + bv[co]
+                    } } }
+                }
+                let differing = zip(ours, ref).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(ours.count == ref.count && differing == 0, "\(c) \(dtype) \(mode): \(differing) of \(ref.count) differ")
+            }
+        }
+    }
+
     /// A 1x3 kernel pads only along W: checked against a hand-written loop.
     @Test func nonSquareKernelMatchesDirectLoop() throws {
         let (h, w, cin, cout) = (3, 5, 2, 3)
