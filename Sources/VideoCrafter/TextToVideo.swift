@@ -34,7 +34,8 @@ public struct GenerationParameters: Sendable, Codable, Equatable {
     /// Activation precision of the UNet's q8_0 / bf16 products (not an upstream setting). nil:
     /// the process setting, `.balanced` unless changed: its error stays far below the weights'
     /// own. `.fast` (int8 / bf16 activations) makes a q8 UNet about 1.4x faster but costs
-    /// visible quality (golden A, q8: 29.9 dB against 37.6 dB); see docs/performance.md.
+    /// visible quality (golden A, q8: 30.0 dB against 37.3 dB); see docs/performance.md.
+    /// `.exact` also keeps a q8 model's VAE in f32 (see `TextToVideo.vaeArithmetic`).
     public var precision: Ops.GEMMPrecision?
 
     public init(prompt: String) { self.prompt = prompt }
@@ -148,6 +149,18 @@ public final class TextToVideo: @unchecked Sendable {
         Int(clamping: ProcessInfo.processInfo.physicalMemory)
     }
 
+    /// Whether the UNet was imported as q8_0 (`vcconv import --type q8`).
+    public var hasQ8UNet: Bool {
+        file.manifest.tensors.contains { $0.dtype == .q8_0 && $0.name.hasPrefix(ModelTensors.unetPrefix) }
+    }
+
+    /// The VAE's convolutions run int8 (`VAEConvArithmetic.q8`) in a q8 model unless the run asks
+    /// for exact (fp32) activations: the user chose the int8 model, and on golden A the int8 VAE
+    /// costs 0.3 dB against the q8 UNet's own 37.6 dB (bar 34). Every other model keeps f32.
+    public func vaeArithmetic(_ p: GenerationParameters) -> VAEConvArithmetic {
+        hasQ8UNet && (p.precision ?? Ops.gemmPrecision) != .exact ? .q8 : .f32
+    }
+
     /// Drops the mapped pages of a component's tensors once it is done (they fault back in if read).
     private func releasePages(prefix: String) {
         for name in file.tensorNames where name.hasPrefix(prefix) { file.releasePages(named: name) }
@@ -228,7 +241,7 @@ public final class TextToVideo: @unchecked Sendable {
 
         // 3. VAE, frame by frame.
         start = clock.now
-        let vae = try VAEDecoder.load(from: file, config: config.vae)
+        let vae = try VAEDecoder.load(from: file, config: config.vae, convArithmetic: vaeArithmetic(p))
         let z = try Ops.channelsLast(latent).reshaped([t, h, w, c])                     // [T, h, w, C]
         var parts: [Tensor] = []
         for i in 0..<t {

@@ -110,6 +110,27 @@ struct VAEDecoderTests {
         #expect(c.relRMS >= 0.5 * w)
     }
 
+    /// `.q8` conv arithmetic on f16 weights (what a q8 model stores for its VAE): each 3x3 tap
+    /// quantized to q8_0 at load and run with int8 activations. Both roundings are 8-bit
+    /// 32-blocks with independent errors, so the frames may carry up to sqrt(2) times the q8_0
+    /// weights' bound above (7 x sqrt(2) ~ 10 x the weight rel RMS of a q8_0 conversion), and at
+    /// least half that weight error (the int8 path really runs); the thread's GEMM mode is back
+    /// afterwards.
+    @Test func q8ConvArithmeticStaysWithinTheInt8Yardstick() throws {
+        let base = try Fixtures.tinyModel()
+        let f16 = WeightVariantSource(base: base, prefix: Self.prefix, dtype: .f16)
+        let w = try WeightVariantSource(base: base, prefix: Self.prefix, dtype: .q8_0).weightRelRMS()
+        let dec = try VAEDecoder.load(from: f16, config: TinyA.vae, convArithmetic: .q8)
+        #expect(dec.convArithmetic == .q8)
+        let before = Ops.gemmPrecision
+        let frames = try dec.decode(latents: try Self.latents())
+        #expect(Ops.gemmPrecision == before)
+        let c = Comparison(frames.floats(), try Self.referenceFrames())
+        print("vae q8 arithmetic: \(c); q8_0 weight rel RMS \(w)")
+        #expect(c.relRMS <= 10 * w)
+        #expect(c.relRMS >= 0.5 * w)
+    }
+
     @Test func strictBindingListsEveryProblem() throws {
         let base = try Fixtures.tinyModel()
         // (EditedSource is the UNet tests' helper; `extra` entries also replace tensors of `base`.)

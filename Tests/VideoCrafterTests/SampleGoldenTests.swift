@@ -91,7 +91,7 @@ struct SampleGoldenTests {
     }
 
     /// Quantised model files against the golden frames (README yardsticks: f16 >= 53 dB,
-    /// bf16 >= 42 dB, q8 (q8_0 UNet, f16 rest) >= 34 dB).
+    /// bf16 >= 42 dB, q8 (q8_0 UNet, f16 rest, the VAE's 3x3 convs int8 at run time) >= 34 dB).
     @Test(arguments: [(WeightType.f16, 53.0), (.bf16, 42.0), (.q8, 34.0)])
     func quantisedModelsMeetThePSNRYardsticks(type: WeightType, minimum: Double) async throws {
         let golden = try Fixtures.golden()
@@ -121,6 +121,20 @@ struct SampleGoldenTests {
         #expect(balanced == byDefault)
         let (dbDefault, dbFast) = (psnr(byDefault, u8), psnr(fast, u8))
         #expect(dbDefault >= 34 && dbFast < dbDefault - 3, "balanced \(dbDefault) dB, fast \(dbFast) dB")
+    }
+
+    /// The VAE runs int8 only in a q8 model and only outside exact mode.
+    @Test func vaeArithmeticFollowsTheModelTypeAndPrecision() async throws {
+        var p = goldenParameters()
+        let q8 = try TextToVideo(modelPath: try await TinyModels.shared.path(.q8))
+        let f16 = try TextToVideo(modelPath: try await TinyModels.shared.path(.f16))
+        #expect(q8.hasQ8UNet && !f16.hasQ8UNet)
+        for precision in [nil, Ops.GEMMPrecision.balanced, .fast] {
+            p.precision = precision
+            #expect(q8.vaeArithmetic(p) == .q8 && f16.vaeArithmetic(p) == .f32, "\(String(describing: precision))")
+        }
+        p.precision = .exact
+        #expect(q8.vaeArithmetic(p) == .f32)
     }
 
     @Test func sampleJobWritesAnMP4WithEveryFrameAndTheParameters() async throws {

@@ -1,7 +1,8 @@
 // Throwaway benchmark of the full-size OpenCLIP text encoder and VAE decoder with random weights
 // at the real shapes (not part of the package; scripts/bench-text-vae/run builds and runs it).
 //   text-vae-bench text [--runs N] [--threads N] [--dtype f32|f16|q8_0]
-//   text-vae-bench vae  [--runs N] [--threads N] [--dtype f32|f16|q8_0] [--frames T]
+//   text-vae-bench vae  [--runs N] [--threads N] [--dtype f32|f16|q8_0] [--frames T] [--conv f32|q8]
+// (--conv: the decoder's VAEConvArithmetic; a q8 model's VAE is --dtype f16 --conv q8)
 // Prints load time, every timed run, the median, this process's CPU time per run, peak RSS
 // (getrusage) and the average number of cores other processes kept busy during the timed runs
 // ("others_load", from /proc/stat).
@@ -42,12 +43,14 @@ guard let what = args.first, what == "text" || what == "vae" else {
 args.removeFirst()
 var runs = 3, threads = 2, frames = 1
 var dtype = DType.f32
+var conv = VAEConvArithmetic.f32
 while args.count >= 2 {
     switch args[0] {
     case "--runs": runs = Int(args[1]) ?? runs
     case "--threads": threads = Int(args[1]) ?? threads
     case "--dtype": dtype = DType(rawValue: args[1]) ?? dtype
     case "--frames": frames = max(Int(args[1]) ?? frames, 1)
+    case "--conv": conv = VAEConvArithmetic(rawValue: args[1]) ?? conv
     default: break
     }
     args.removeFirst(2)
@@ -69,7 +72,7 @@ do {
     } else {
         let config = VAEConfig()           // SD kl-f8: ch 128, ch_mult [1,2,4,4], 2 res blocks
         let weights = RandomWeights(shapes: VAEDecoder.parameterShapes(config: config), seed: 7, dtype: dtype)
-        let dec = try VAEDecoder.load(from: weights, config: config)
+        let dec = try VAEDecoder.load(from: weights, config: config, convArithmetic: conv)
         // T 40x64 latents (320x512 frames), values of unit size in the scaled latent space; decoded
         // one frame at a time.
         var state: UInt64 = 12345
@@ -80,6 +83,7 @@ do {
         let latents = try Tensor(shape: [frames, 40, 64, 4], floats: z)
         work = { try dec.decode(latents: latents) }
     }
+    if what == "vae" { print("vae conv arithmetic \(conv.rawValue)") }
     print(String(format: "%@ dtype %@ threads %d: load %.2f s, RSS after load %.0f MB", what, dtype.rawValue, threads, now() - t0, peakRSSMB()))
     let w0 = now()
     let warm = try work()

@@ -140,8 +140,8 @@ void vck_linear_ref(int64_t m, const float *a, int64_t lda, const vck_weight *w,
 /// data (K = 320 / 1280) 7.1e-3 fast, 5.5e-5 balanced, 1.5e-7 exact. Tiny VC2 UNet (vc2-tiny-a,
 /// t=981) eps rel RMS vs the fp32 golden 0.0501 fast / 0.03482 balanced / 0.03482 exact (the
 /// weights' own error; bf16 weights 0.0161 fast / 0.0133 exact = balanced); golden A frames q8
-/// PSNR 29.9 fast / 37.65 balanced / 37.65 exact dB. Speed on one Zen 4 core (gemm-bench, VC2
-/// shapes): balanced 162-184 GOP/s, about 1.6x f32 and 0.6x fast.
+/// (VAE in f32) PSNR 29.9 fast / 37.65 balanced / 37.65 exact dB. Speed on one Zen 4 core
+/// (gemm-bench, VC2 shapes): balanced 162-184 GOP/s, about 1.6x f32 and 0.6x fast.
 /// See docs/performance.md ("GEMM kernels") for measured speed and accuracy of each mode.
 enum { VCK_GEMM_FAST = 0, VCK_GEMM_EXACT = 1, VCK_GEMM_BALANCED = 2 };
 /// Process-wide setting, read on the calling thread at each call. Until it is set, the environment

@@ -11,14 +11,29 @@ func vaeNorm(_ b: WeightBinder, _ prefix: String, channels: Int) -> GroupNorm {
     GroupNorm(b, prefix, channels: channels, groups: 32, eps: 1e-6)
 }
 
+/// How the decoder's 3x3 convolutions (about 98 % of its arithmetic) hold their weights, chosen
+/// at load; the file keeps what import wrote either way.
+public enum VAEConvArithmetic: String, Sendable, CaseIterable {
+    /// The stored values as f32 taps (f16 / bf16 widened at load), fp32 activations.
+    case f32
+    /// Each tap's [Cout, Cin] weight quantized at load to q8_0 (32-blocks along Cin), run with
+    /// int8 activations (the `.fast` GEMM mode, set by `VAEDecoder.decode` itself): the int8
+    /// VNNI kernels, about 2x the f32 speed. Golden A, q8 model: 37.65 -> 37.34 dB PSNR
+    /// (bar 34); see docs/performance.md. Convolutions with Cin not a multiple of 32 (conv_in,
+    /// 4 channels) stay f32.
+    case q8
+}
+
 /// A 3x3 convolution with stride 1 and padding 1 (every 3x3 conv of the decoder). f32 / f16 /
 /// bf16 weights are reordered once, here, to tap-major [9, Cout, Cin], each tap packed for the
 /// GEMM kernels, and run as nine GEMMs over padded row bands (`Ops.conv2dSame`, no im2col matrix);
-/// q8_0 weights, whose blocks cannot be reordered exactly, keep the im2col path (`Ops.conv2d`).
+/// q8_0 weights in the file, whose blocks cannot be reordered exactly, keep the im2col path
+/// (`Ops.conv2d`).
 /// f16 taps are widened to f32 before packing: the f16 and f32 kernels multiply the same values
 /// in the same order (identical results), and the f32 one skips a conversion per weight vector
 /// (a 320x512 frame: 12 s -> about 9.6 s on a Zen 4 core pair), for 2x the decoder's packed
-/// weight memory (about 100 MB more for the VAE of VC2 / SD 2.1).
+/// weight memory (about 100 MB more for the VAE of VC2 / SD 2.1). With `.q8` arithmetic the
+/// widened taps are quantized per tap instead.
 struct VAEConv3x3: Sendable {
     enum Weight: Sendable {
         case taps([PackedWeight])    // tap-major, packed
@@ -28,11 +43,14 @@ struct VAEConv3x3: Sendable {
     let weight: Weight
     let bias: Tensor?
 
-    init(_ b: WeightBinder, _ prefix: String, in cin: Int, out cout: Int) {
+    init(_ b: WeightBinder, _ prefix: String, in cin: Int, out cout: Int, arithmetic: VAEConvArithmetic) {
         let conv = Conv2d(b, prefix, in: cin, out: cout)
-        let tapsWeight = try? Ops.convTaps(conv.weight)
+        let tapsWeight = try? Ops.convTaps(conv.weight)                    // [9, Cout, Cin]
         let widened = tapsWeight.flatMap { $0.dtype == .f16 ? try? $0.converted(to: .f32) : $0 }
-        if let w = widened, let taps = try? Ops.packTaps(w) {
+        let quantized = arithmetic == .q8 && cin % 32 == 0 ? widened.flatMap { Self.q8Taps($0) } : nil
+        if let taps = quantized {
+            weight = .taps(taps)
+        } else if let w = widened, let taps = try? Ops.packTaps(w) {
             weight = .taps(taps)
         } else if let p = try? PackedWeight(conv.weight) {
             weight = .packed(p)
@@ -40,6 +58,16 @@ struct VAEConv3x3: Sendable {
             weight = .plain(conv.weight)
         }
         bias = conv.bias
+    }
+
+    /// Tap-major weights [taps, Cout, Cin] -> one packed q8_0 [Cout, Cin] weight per tap.
+    static func q8Taps(_ taps: Tensor) -> [PackedWeight]? {
+        guard taps.rank == 3 else { return nil }
+        let f = taps.dtype == .f32 ? taps : try? taps.converted(to: .f32)
+        guard let f else { return nil }
+        return try? (0..<f.shape[0]).map { t in
+            try PackedWeight(try f.rows(t, 1).reshaped([f.shape[1], f.shape[2]]).converted(to: .q8_0))
+        }
     }
 
     /// [N, H, W, Cin] -> [N, H, W, Cout].
@@ -62,11 +90,11 @@ struct VAEResnetBlock: Sendable {
     let conv2: VAEConv3x3
     let ninShortcut: Linear?
 
-    init(_ b: WeightBinder, _ prefix: String, in cin: Int, out cout: Int) {
+    init(_ b: WeightBinder, _ prefix: String, in cin: Int, out cout: Int, arithmetic: VAEConvArithmetic) {
         norm1 = vaeNorm(b, "\(prefix).norm1", channels: cin)
-        conv1 = VAEConv3x3(b, "\(prefix).conv1", in: cin, out: cout)
+        conv1 = VAEConv3x3(b, "\(prefix).conv1", in: cin, out: cout, arithmetic: arithmetic)
         norm2 = vaeNorm(b, "\(prefix).norm2", channels: cout)
-        conv2 = VAEConv3x3(b, "\(prefix).conv2", in: cout, out: cout)
+        conv2 = VAEConv3x3(b, "\(prefix).conv2", in: cout, out: cout, arithmetic: arithmetic)
         ninShortcut = cin == cout ? nil : Linear(b, "\(prefix).nin_shortcut", in: cin, out: cout, kernelDims: 2)
     }
 
@@ -135,8 +163,8 @@ struct VAEAttnBlock: Sendable {
 struct VAEUpsample: Sendable {
     let conv: VAEConv3x3
 
-    init(_ b: WeightBinder, _ prefix: String, channels c: Int) {
-        conv = VAEConv3x3(b, "\(prefix).conv", in: c, out: c)
+    init(_ b: WeightBinder, _ prefix: String, channels c: Int, arithmetic: VAEConvArithmetic) {
+        conv = VAEConv3x3(b, "\(prefix).conv", in: c, out: c, arithmetic: arithmetic)
     }
 
     func callAsFunction(_ x: Tensor) throws -> Tensor {

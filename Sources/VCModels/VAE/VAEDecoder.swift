@@ -33,6 +33,8 @@ public struct VAEDecoder: Sendable {
     public static let defaultPrefix = "first_stage_model."
 
     public let config: VAEConfig
+    /// How the 3x3 convolutions run (`.f32` unless the loader asked for `.q8`).
+    public let convArithmetic: VAEConvArithmetic
     let postQuantConv: Linear
     let convIn: VAEConv3x3
     let midBlock1: VAEResnetBlock
@@ -44,31 +46,34 @@ public struct VAEDecoder: Sendable {
     let convOut: VAEConv3x3
 
     /// Binds `prefix`post_quant_conv.* and `prefix`decoder.* from `b`.
-    public init(_ b: WeightBinder, config: VAEConfig, prefix: String = VAEDecoder.defaultPrefix) {
+    public init(_ b: WeightBinder, config: VAEConfig, prefix: String = VAEDecoder.defaultPrefix,
+                convArithmetic: VAEConvArithmetic = .f32) {
         self.config = config
+        self.convArithmetic = convArithmetic
+        let a = convArithmetic
         let d = "\(prefix)decoder"
         let levels = config.chMult.count
         var blockIn = config.ch * (config.chMult.last ?? 1)
         postQuantConv = Linear(b, "\(prefix)post_quant_conv", in: config.embedDim, out: config.zChannels, kernelDims: 2)
-        convIn = VAEConv3x3(b, "\(d).conv_in", in: config.zChannels, out: blockIn)
-        midBlock1 = VAEResnetBlock(b, "\(d).mid.block_1", in: blockIn, out: blockIn)
+        convIn = VAEConv3x3(b, "\(d).conv_in", in: config.zChannels, out: blockIn, arithmetic: a)
+        midBlock1 = VAEResnetBlock(b, "\(d).mid.block_1", in: blockIn, out: blockIn, arithmetic: a)
         midAttn = VAEAttnBlock(b, "\(d).mid.attn_1", channels: blockIn)
-        midBlock2 = VAEResnetBlock(b, "\(d).mid.block_2", in: blockIn, out: blockIn)
+        midBlock2 = VAEResnetBlock(b, "\(d).mid.block_2", in: blockIn, out: blockIn, arithmetic: a)
         // Bind in execution order (level L-1 first), store by level.
         var byLevel = [VAEUpLevel?](repeating: nil, count: levels)
         for level in (0..<levels).reversed() {
             let blockOut = config.ch * config.chMult[level]
             var blocks: [VAEResnetBlock] = []
             for i in 0...config.numResBlocks {
-                blocks.append(VAEResnetBlock(b, "\(d).up.\(level).block.\(i)", in: blockIn, out: blockOut))
+                blocks.append(VAEResnetBlock(b, "\(d).up.\(level).block.\(i)", in: blockIn, out: blockOut, arithmetic: a))
                 blockIn = blockOut
             }
-            let upsample = level == 0 ? nil : VAEUpsample(b, "\(d).up.\(level).upsample", channels: blockIn)
+            let upsample = level == 0 ? nil : VAEUpsample(b, "\(d).up.\(level).upsample", channels: blockIn, arithmetic: a)
             byLevel[level] = VAEUpLevel(blocks: blocks, upsample: upsample)
         }
         up = byLevel.compactMap { $0 }
         normOut = vaeNorm(b, "\(d).norm_out", channels: blockIn)
-        convOut = VAEConv3x3(b, "\(d).conv_out", in: blockIn, out: config.outCh)
+        convOut = VAEConv3x3(b, "\(d).conv_out", in: blockIn, out: config.outCh, arithmetic: a)
     }
 
     /// Tensors of the autoencoder that decoding never reads: the encoder and quant_conv.
@@ -77,12 +82,13 @@ public struct VAEDecoder: Sendable {
     }
 
     /// Strict load: every tensor under `prefix` is either used (with the configured shape) or part
-    /// of the encoder path; otherwise a `BindingError` lists all problems.
+    /// of the encoder path; otherwise a `BindingError` lists all problems. `convArithmetic`:
+    /// see `VAEConvArithmetic`.
     public static func load(from source: any TensorSource, config: VAEConfig,
-                            prefix: String = defaultPrefix) throws -> VAEDecoder {
+                            prefix: String = defaultPrefix, convArithmetic: VAEConvArithmetic = .f32) throws -> VAEDecoder {
         try config.validate()
         let b = WeightBinder(source)
-        let model = VAEDecoder(b, config: config, prefix: prefix)
+        let model = VAEDecoder(b, config: config, prefix: prefix, convArithmetic: convArithmetic)
         b.ignore { isUnused($0, prefix: prefix) }
         try b.finish(prefix: prefix)
         return model
@@ -115,11 +121,17 @@ public struct VAEDecoder: Sendable {
     }
 
     /// Runs post_quant_conv + the decoder on unscaled latents `[N, h, w, z]` as one batch ->
-    /// `[N, 8h, 8w, outCh]`.
+    /// `[N, 8h, 8w, outCh]`. With `.q8` convolutions the thread's GEMM mode is `.fast` (int8
+    /// activations) for the call (f16 / f32 weights, as the rest of a q8 model's decoder, do not
+    /// depend on the mode).
     public func decodeBatch(_ z: Tensor, observer: Observer? = nil) throws -> Tensor {
         guard z.rank == 4, z.shape[3] == config.embedDim else {
             throw TensorError.shapeMismatch("VAE decoder input \(z.shape), expected [N, h, w, \(config.embedDim)]")
         }
+        return try Ops.withGEMMPrecision(convArithmetic == .q8 ? .fast : nil) { try run(z, observer: observer) }
+    }
+
+    private func run(_ z: Tensor, observer: Observer?) throws -> Tensor {
         var h = try postQuantConv(z)                   // [N, h, w, z]
         observer?("post_quant_conv", h)
         h = try convIn(h)                              // [N, h, w, C_top]
