@@ -30,7 +30,7 @@ static void prenorm_row_ref(const float *src, const float *sc, const float *sh, 
     }
 }
 
-static void prenorm_row(const vck_prenorm *n, int avx, int64_t sample, const float *src, float *dst, int64_t c) {
+void vck_prenorm_row(const vck_prenorm *n, int avx, int64_t sample, const float *src, float *dst, int64_t c) {
     const float *sc = n->scale + sample * c, *sh = n->shift + sample * c;
     if (avx) prenorm_row_avx512(src, sc, sh, n->act, dst, c);
     else prenorm_row_ref(src, sc, sh, n->act, dst, c);
@@ -69,8 +69,8 @@ static void im2col_task(void *vctx, int task) {
                 int64_t sy = c->up ? iy >> 1 : iy, sx = c->up ? ix >> 1 : ix;
                 const float *src = xi + (sy * c->w + sx) * c->cin;
                 if (c->norm) {
-                    if (taps == 1) { prenorm_row(c->norm, c->avx, img / c->norm->imgs_per_sample, src, dst, c->cin); continue; }
-                    prenorm_row(c->norm, c->avx, img / c->norm->imgs_per_sample, src, tmp, c->cin);
+                    if (taps == 1) { vck_prenorm_row(c->norm, c->avx, img / c->norm->imgs_per_sample, src, dst, c->cin); continue; }
+                    vck_prenorm_row(c->norm, c->avx, img / c->norm->imgs_per_sample, src, tmp, c->cin);
                     src = tmp;
                 }
                 if (taps == 1) memcpy(dst, src, sizeof(float) * (size_t)c->cin);
@@ -152,7 +152,7 @@ static void tcol_task(void *vctx, int task) {
             } else {
                 const float *src = c->x + ((s * c->t + tt) * c->hw + pix) * c->cin;
                 if (c->norm) {
-                    prenorm_row(c->norm, c->avx, s / c->norm->imgs_per_sample, src, tmp, c->cin);
+                    vck_prenorm_row(c->norm, c->avx, s / c->norm->imgs_per_sample, src, tmp, c->cin);
                     src = tmp;
                 }
                 for (int64_t ci = 0; ci < c->cin; ci++) dst[ci * c->kt + j] = src[ci];

@@ -33,6 +33,9 @@ void vck_linear_lowp(int64_t m, const float *a, int64_t lda, const vck_weight *w
 /// precision mode prepares activations (q8_0 and bf16 outside exact fp32 activations).
 int vck_linear_shifted(int64_t m, const float *a, int64_t lda, int64_t rows, const vck_weight *w, int nw,
                        const int64_t *offsets, float *c, int64_t ldc);
+/// dst[0..c) = act(src * scale + shift) with sample `sample`'s affine of n (conv.c); avx: the
+/// AVX-512 form (the caller checked the CPU).
+void vck_prenorm_row(const vck_prenorm *n, int avx, int64_t sample, const float *src, float *dst, int64_t c);
 /// A packed copy of `w` for a caller that runs vck_linear with it many times (vck_linear packs an
 /// unpacked weight on every call); NULL where vck_linear would not use one (already packed, f32
 /// on the OpenBLAS path, K = 0) or memory ran out: then pass `w` itself.

@@ -54,8 +54,12 @@ extension Ops {
         return try (0..<taps.shape[0]).map { try PackedWeight(try taps.rows($0, 1).reshaped([taps.shape[1], taps.shape[2]])) }
     }
 
-    /// `conv2dSame` with taps packed by `packTaps` (same results).
+    /// `conv2dSame` with taps packed by `packTaps` (same results), optionally of act(GroupNorm(x))
+    /// (`norm`: statistics from `groupNormStatistics` with x viewed as [norm.samples, ...] images)
+    /// of the nearest x2 upsampled x (`upsample2x`: the output is [N, 2H, 2W, Cout]), neither
+    /// materialised: [N, H, W, Cin] -> [N, H', W', Cout].
     public static func conv2dSame(_ x: Tensor, packedTaps: [PackedWeight], kernel: (h: Int, w: Int), _ b: Tensor?,
+                                  upsample2x: Bool = false, norm: NormAffine? = nil, activation: Activation = .none,
                                   bandRows: Int = 0) throws -> Tensor {
         try requireF32(x, "conv2d input")
         let (kh, kw) = kernel
@@ -65,13 +69,20 @@ extension Ops {
             throw TensorError.shapeMismatch("same conv of \(x.shape) (NHWC) with \(packedTaps.count) packed \(kh)x\(kw) taps")
         }
         let (n, h, wd, cin, cout) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], first.shape[0])
+        if let norm, norm.samples <= 0 || n % norm.samples != 0 {
+            throw TensorError.shapeMismatch("group norm of \(norm.samples) samples over \(n) images")
+        }
         let weights = try packedTaps.map { try $0.cWeight(k: cin, what: "same conv tap") }
-        let y = Tensor(zeros: [n, h, wd, cout])   // [N, H, W, Cin] -> [N, H, W, Cout]
+        let (oh, ow) = upsample2x ? (2 * h, 2 * wd) : (h, wd)
+        let y = Tensor(uninitialized: [n, oh, ow, cout])   // every element is written
         let bp = try biasPointer(b, n: cout, what: "conv2d")
-        withExtendedLifetime(packedTaps) {
-            weights.withUnsafeBufferPointer {
-                vck_conv2d_taps_nhwc(x.f32, Int64(n), Int64(h), Int64(wd), Int64(cin), $0.baseAddress, bp, Int64(kh), Int64(kw),
-                                     Int64(bandRows), y.f32)
+        var pn = try prenorm(norm, channels: cin, imagesPerSample: norm.map { n / $0.samples } ?? 1, activation: activation)
+        withExtendedLifetime((packedTaps, norm)) {
+            weights.withUnsafeBufferPointer { wp in
+                withOptionalPointer(&pn) { pp in
+                    vck_conv2d_taps_nhwc_ex(x.f32, Int64(n), Int64(h), Int64(wd), Int64(cin), wp.baseAddress, bp, Int64(kh), Int64(kw),
+                                            Int64(bandRows), upsample2x ? 1 : 0, pp, y.f32)
+                }
             }
         }
         return y

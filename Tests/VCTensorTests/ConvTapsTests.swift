@@ -98,6 +98,39 @@ struct ConvTapsTests {
         }
     }
 
+    /// GroupNorm + activation and the nearest x2 upsample applied in the band copy give the
+    /// result of convolving the materialised normalised, upsampled input, bit for bit (the same
+    /// per-pixel arithmetic), for f32 and q8_0 taps, with two images per statistics sample and
+    /// bands of 3 rows.
+    @Test(arguments: [(false, true), (true, false), (true, true)])
+    func normAndUpsampleFoldIntoTheBandCopy(_ c: (Bool, Bool)) throws {
+        let (up, normed) = c
+        let (n, h, w, cin, cout) = (4, 5, 7, 64, 24)
+        let x = try Self.tensor([n, h, w, cin], seed: 21)
+        let gamma = try Self.tensor([cin], seed: 22), beta = try Self.tensor([cin], seed: 23)
+        let taps = try Ops.convTaps(try Self.tensor([cout, cin, 3, 3], seed: 24))
+        let b = try Self.tensor([cout], seed: 25)
+        let norm = normed ? try Ops.groupNormStatistics(x, samples: 2, groups: 8, weight: gamma, bias: beta, eps: 1e-6) : nil
+        var input = x
+        if let norm { input = try Ops.groupNormApply(input, norm, activation: .silu) }
+        if up { input = try Ops.upsampleNearest2x(input) }
+        for dtype in [DType.f32, .q8_0] {
+            let packed = try (0..<9).map { try PackedWeight(try taps.rows($0, 1).reshaped([cout, cin]).converted(to: dtype)) }
+            let fused = try Ops.conv2dSame(x, packedTaps: packed, kernel: (3, 3), b, upsample2x: up, norm: norm,
+                                           activation: .silu, bandRows: 3)
+            let plain = try Ops.conv2dSame(input, packedTaps: packed, kernel: (3, 3), b, bandRows: 3)
+            #expect(fused.shape == [n, up ? 2 * h : h, up ? 2 * w : w, cout])
+            let (f, p) = (fused.floats(), plain.floats())
+            let differing = zip(f, p).filter { $0.bitPattern != $1.bitPattern }.count
+            #expect(f.count == p.count && differing == 0, "\(c) \(dtype): \(differing) of \(p.count) differ")
+        }
+        // Statistics of 4 samples do not fit 2 images.
+        let four = try Ops.groupNormStatistics(x, samples: 4, groups: 8, weight: gamma, bias: beta, eps: 1e-6)
+        #expect(throws: TensorError.self) {
+            try Ops.conv2dSame(try x.rows(0, 2), packedTaps: try Ops.packTaps(taps), kernel: (3, 3), b, norm: four)
+        }
+    }
+
     /// A 1x3 kernel pads only along W: checked against a hand-written loop.
     @Test func nonSquareKernelMatchesDirectLoop() throws {
         let (h, w, cin, cout) = (3, 5, 2, 3)

@@ -206,6 +206,13 @@ void vck_conv_temporal(const float *x, int64_t nseq, int64_t t, int64_t hw, int6
 void vck_conv2d_taps_nhwc(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t cin,
                           const vck_weight *taps, const float *bias, int64_t kh, int64_t kw,
                           int64_t band_rows, float *y);
+/// vck_conv2d_taps_nhwc of act(GroupNorm(x)) (`norm`, may be NULL; see vck_prenorm, declared
+/// below) of the nearest x2 upsampled x (`upsample2x`; y is then [nimg, 2h, 2w, cout]), neither
+/// materialised: the band copy applies them.
+struct vck_prenorm_s;
+void vck_conv2d_taps_nhwc_ex(const float *x, int64_t nimg, int64_t h, int64_t w, int64_t cin,
+                             const vck_weight *taps, const float *bias, int64_t kh, int64_t kw,
+                             int64_t band_rows, int upsample2x, const struct vck_prenorm_s *norm, float *y);
 /// Reorders a conv weight [cout][cin][taps] (elements of elem_size bytes) to tap-major
 /// [taps][cout][cin] (exact for f32 / f16 / bf16).
 void vck_repack_conv_taps(const void *src, void *dst, size_t elem_size, int64_t cout, int64_t cin, int64_t taps);
@@ -214,7 +221,7 @@ void vck_repack_conv_taps(const void *src, void *dst, size_t elem_size, int64_t 
 /// input channel j of an image in statistics sample s becomes act(x * scale[s*cin + j] +
 /// shift[s*cin + j]) (the output of vck_group_norm_stats); zero padding stays zero. Images (2-D)
 /// or sequences (temporal) [i*imgs_per_sample, (i+1)*imgs_per_sample) form sample i.
-typedef struct {
+typedef struct vck_prenorm_s {
     const float *scale;
     const float *shift;
     int64_t imgs_per_sample;

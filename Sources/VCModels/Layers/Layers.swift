@@ -61,6 +61,11 @@ public struct GroupNorm: Sendable {
     public func callAsFunction(_ x: Tensor, samples: Int, activation: Ops.Activation = .none) throws -> Tensor {
         try Ops.groupNorm(x, samples: samples, groups: groups, weight: weight, bias: bias, eps: eps, activation: activation)
     }
+
+    /// The per-sample affine of this norm for x (to fold into a following convolution's input).
+    public func statistics(_ x: Tensor, samples: Int) throws -> Ops.NormAffine {
+        try Ops.groupNormStatistics(x, samples: samples, groups: groups, weight: weight, bias: bias, eps: eps)
+    }
 }
 
 /// nn.LayerNorm(C, eps) with affine parameters.

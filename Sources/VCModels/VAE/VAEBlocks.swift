@@ -70,12 +70,23 @@ struct VAEConv3x3: Sendable {
         }
     }
 
-    /// [N, H, W, Cin] -> [N, H, W, Cout].
-    func callAsFunction(_ x: Tensor) throws -> Tensor {
+    /// [N, H, W, Cin] -> [N, H', W', Cout] of act(norm(x)) (when `norm` is given) nearest-x2
+    /// upsampled (when `upsample2x`; H' = 2H), the tap path applying both while it copies its
+    /// input bands.
+    func callAsFunction(_ x: Tensor, upsample2x: Bool = false, norm: Ops.NormAffine? = nil,
+                        activation: Ops.Activation = .none) throws -> Tensor {
+        // The im2col paths get the normalised, upsampled input materialised.
+        func input() throws -> Tensor {
+            var h = x
+            if let norm { h = try Ops.groupNormApply(h, norm, activation: activation) }
+            return upsample2x ? try Ops.upsampleNearest2x(h) : h
+        }
         switch weight {
-        case .taps(let t): return try Ops.conv2dSame(x, packedTaps: t, kernel: (3, 3), bias)
-        case .packed(let p): return try Ops.conv2d(x, p, bias, stride: 1, padding: 1)
-        case .plain(let w): return try Ops.conv2d(x, w, bias, stride: 1, padding: 1)
+        case .taps(let t):
+            return try Ops.conv2dSame(x, packedTaps: t, kernel: (3, 3), bias, upsample2x: upsample2x, norm: norm,
+                                      activation: activation)
+        case .packed(let p): return try Ops.conv2d(try input(), p, bias, stride: 1, padding: 1)
+        case .plain(let w): return try Ops.conv2d(try input(), w, bias, stride: 1, padding: 1)
         }
     }
 }
@@ -101,10 +112,9 @@ struct VAEResnetBlock: Sendable {
     /// x: [N, H, W, Cin] -> [N, H, W, Cout].
     func callAsFunction(_ x: Tensor) throws -> Tensor {
         let n = x.shape[0]
-        var h = try norm1(x, samples: n, activation: .silu)   // [N, H, W, Cin]
-        h = try conv1(h)                                        // [N, H, W, Cout]
-        h = try norm2(h, samples: n, activation: .silu)
-        h = try conv2(h)                                        // [N, H, W, Cout]
+        // The norms + swish are applied inside the convolutions' band copies (per-frame statistics).
+        var h = try conv1(x, norm: try norm1.statistics(x, samples: n), activation: .silu)   // [N, H, W, Cout]
+        h = try conv2(h, norm: try norm2.statistics(h, samples: n), activation: .silu)       // [N, H, W, Cout]
         let skip = try ninShortcut.map { try $0(x) } ?? x       // [N, H, W, Cout]
         return try Ops.add(skip, h)
     }
@@ -168,6 +178,6 @@ struct VAEUpsample: Sendable {
     }
 
     func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try conv(try Ops.upsampleNearest2x(x))
+        try conv(x, upsample2x: true)   // the upsampled image is not materialised
     }
 }
