@@ -105,6 +105,17 @@ public final class Storage: @unchecked Sendable {
     /// Most bytes of freed large buffers kept for reuse (see `BufferCache`); 0 returns every
     /// freed buffer to the system at once. Default 128 MiB.
     public static func setBufferCacheLimit(_ bytes: Int) { BufferCache.setLimit(bytes) }
+    /// The current limit of `setBufferCacheLimit`.
+    public static var bufferCacheLimit: Int { BufferCache.limit }
+    /// Runs `body` with the buffer cache limit at `bytes`, then restores the previous limit
+    /// (freeing what no longer fits). The limit is process-wide: meant for a pipeline stage that
+    /// owns the process's heavy work while it runs.
+    public static func withBufferCacheLimit<T>(_ bytes: Int, _ body: () throws -> T) rethrows -> T {
+        let before = bufferCacheLimit
+        setBufferCacheLimit(bytes)
+        defer { setBufferCacheLimit(before) }
+        return try body()
+    }
     /// Bytes of freed large buffers currently kept for reuse.
     public static var bufferCacheBytes: Int { BufferCache.cachedBytes }
     /// Returns every cached buffer to the system (e.g. after loading, whose temporaries have other
@@ -194,6 +205,7 @@ enum BufferCache {
     }
 
     static var cachedBytes: Int { state.withLock { $0.cached } }
+    static var limit: Int { state.withLock { $0.limit } }
 
     static func trim() {
         let limit = state.withLock { $0.limit }

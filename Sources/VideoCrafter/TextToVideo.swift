@@ -244,10 +244,12 @@ public final class TextToVideo: @unchecked Sendable {
         let vae = try VAEDecoder.load(from: file, config: config.vae, convArithmetic: vaeArithmetic(p))
         let z = try Ops.channelsLast(latent).reshaped([t, h, w, c])                     // [T, h, w, C]
         var parts: [Tensor] = []
-        for i in 0..<t {
-            let s = clock.now
-            parts.append(try vae.decode(latents: try z.rows(i, 1)))                       // [1, H, W, 3]
-            onEvent(.decodedFrame(frame: i + 1, total: t, seconds: seconds(clock.now - s)))
+        try Storage.withBufferCacheLimit(VAEDecoder.frameBufferCacheBytes) {
+            for i in 0..<t {
+                let s = clock.now
+                parts.append(try vae.decode(latents: try z.rows(i, 1)))                   // [1, H, W, 3]
+                onEvent(.decodedFrame(frame: i + 1, total: t, seconds: seconds(clock.now - s)))
+            }
         }
         let frames = try Ops.concatRows(parts)                                           // [T, H, W, 3]
         timings["vae"] = seconds(clock.now - start)

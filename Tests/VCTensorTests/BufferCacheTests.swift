@@ -28,4 +28,16 @@ struct BufferCacheTests {
         Storage.trimBufferCache()
         #expect(Storage.bufferCacheBytes == 0)
     }
+
+    /// A scoped limit holds inside the body and the previous one is back afterwards, also when
+    /// the body throws.
+    @Test func scopedLimitIsRestored() throws {
+        struct Stop: Error {}
+        let before = Storage.bufferCacheLimit
+        let inside = Storage.withBufferCacheLimit(before + (64 << 20)) { Storage.bufferCacheLimit }
+        #expect(inside == before + (64 << 20))
+        #expect(Storage.bufferCacheLimit == before)
+        #expect(throws: Stop.self) { try Storage.withBufferCacheLimit(1 << 20) { throw Stop() } }
+        #expect(Storage.bufferCacheLimit == before)
+    }
 }

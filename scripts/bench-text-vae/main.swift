@@ -81,6 +81,8 @@ do {
             return Float(Int64(bitPattern: state >> 11) % 2000) / 1000 - 1
         }
         let latents = try Tensor(shape: [frames, 40, 64, 4], floats: z)
+        // As vcrun sample decodes its frames: with the buffer cache sized for a frame's activations.
+        Storage.setBufferCacheLimit(VAEDecoder.frameBufferCacheBytes)
         work = { try dec.decode(latents: latents) }
     }
     if what == "vae" { print("vae conv arithmetic \(conv.rawValue)") }
