@@ -31,9 +31,11 @@ public struct VAEDecoder: Sendable {
 
     /// A buffer-cache limit (`Storage.withBufferCacheLimit`) for decoding frame after frame: the
     /// largest activations of a 320x512 frame (84-168 MB each) do not fit the default 128 MiB,
-    /// so every frame faulted in and zeroed them afresh (about 10 % of a q8 decode). With 512 MiB
-    /// a 320x512 frame took 3.5 s instead of 3.8 s for 140 MB more peak RSS (docs/performance.md).
-    public static let frameBufferCacheBytes = 512 << 20
+    /// so every frame faulted in and zeroed them afresh (about 10 % of a q8 decode). A q8 frame
+    /// took 3.8 s with 128 MiB, 3.5-4.1 s with 512 MiB and 3.2-3.3 s with 1 GiB; the peak RSS
+    /// (about 820 MB) was the same for 512 MiB and 1 GiB, 140 MB above 128 MiB's
+    /// (docs/performance.md). The cache only holds freed buffers, up to the limit.
+    public static let frameBufferCacheBytes = 1 << 30
 
     /// Where the autoencoder lives in an LDM / VideoCrafter checkpoint.
     public static let defaultPrefix = "first_stage_model."
