@@ -137,6 +137,27 @@ struct SampleGoldenTests {
         #expect(q8.vaeArithmetic(p) == .f32)
     }
 
+    /// `vcrun bench --component vae` on the tiny q8 model: every frame of every repeat timed,
+    /// the arithmetic a sample would use, the FLOP count of the model's own configuration.
+    @Test func vaeBenchTimesEveryFrameWithTheSampleArithmetic() async throws {
+        var o = BenchOptions()
+        o.modelPath = try await TinyModels.shared.path(.q8)
+        o.frames = 2; o.repeats = 2; o.warmup = 1; o.height = 64; o.width = 128; o.threads = 2
+        let r = try Bench.vae(o)
+        #expect(r.convArithmetic == "q8" && r.weightType == "f16")
+        #expect(r.frameSeconds.count == 4 && r.frameSeconds.allSatisfy { $0 > 0 })
+        let model = try TextToVideo(modelPath: try #require(o.modelPath))
+        let m = VAEDecoder.decodeMACs(config: model.config.vae, latentHeight: 8, latentWidth: 16)
+        #expect(abs(r.gflop - 2 * (m.gemm + m.attention) / 1e9) < 1e-12)
+        #expect(r.percentOfPeak > 0 && r.peakGflops == MachinePeak.int8GOPS)
+        o.precision = .exact
+        o.repeats = 1
+        let exact = try Bench.vae(o)
+        #expect(exact.convArithmetic == "f32" && exact.peakGflops == MachinePeak.f32GFLOPS)
+        o.frames = 0
+        #expect(throws: BenchError.self) { try Bench.vae(o) }
+    }
+
     @Test func sampleJobWritesAnMP4WithEveryFrameAndTheParameters() async throws {
         let model = try await TinyModels.shared.path(.f32)
         let tmp = try TempDir()

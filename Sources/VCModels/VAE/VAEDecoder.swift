@@ -176,6 +176,40 @@ public struct VAEDecoder: Sendable {
         }
     }
 
+    /// Multiply-adds of decoding one latent of h x w (post_quant_conv + decoder): `gemm` for the
+    /// convolutions and 1x1 projections (weights), `attention` for the mid block's two
+    /// [hw, hw] products. GroupNorm, swish and additions are not counted.
+    public static func decodeMACs(config: VAEConfig, latentHeight h: Int, latentWidth w: Int) -> (gemm: Double, attention: Double) {
+        var gemm = 0.0
+        var (rh, rw) = (Double(h), Double(w))
+        func conv(_ cin: Int, _ cout: Int, _ taps: Double) { gemm += rh * rw * Double(cin) * Double(cout) * taps }
+        func resnet(_ cin: Int, _ cout: Int) {
+            conv(cin, cout, 9); conv(cout, cout, 9)
+            if cin != cout { conv(cin, cout, 1) }
+        }
+        var blockIn = config.ch * (config.chMult.last ?? 1)
+        conv(config.embedDim, config.zChannels, 1)                 // post_quant_conv
+        conv(config.zChannels, blockIn, 9)                          // conv_in
+        resnet(blockIn, blockIn)                                    // mid.block_1
+        conv(blockIn, blockIn, 4)                                   // mid.attn_1 q, k, v, proj_out
+        let hw = rh * rw
+        let attention = 2 * hw * hw * Double(blockIn)               // scores and probabilities x values
+        resnet(blockIn, blockIn)                                    // mid.block_2
+        for level in config.chMult.indices.reversed() {
+            let blockOut = config.ch * config.chMult[level]
+            for _ in 0...config.numResBlocks {
+                resnet(blockIn, blockOut)
+                blockIn = blockOut
+            }
+            if level != 0 {
+                (rh, rw) = (2 * rh, 2 * rw)
+                conv(blockIn, blockIn, 9)                           // upsample conv at the new size
+            }
+        }
+        conv(blockIn, config.outCh, 9)                              // conv_out
+        return (gemm, attention)
+    }
+
     /// Names and shapes of the tensors the decoder path uses (post_quant_conv + decoder), as an
     /// LDM checkpoint stores them; `RandomWeights` uses this for benchmarks.
     public static func parameterShapes(config: VAEConfig, prefix: String = defaultPrefix) -> [String: [Int]] {
