@@ -1,4 +1,5 @@
 import Testing
+import CVCKernels
 import VCTensor
 import VCTestSupport
 
@@ -64,6 +65,16 @@ struct ConvTapsTests {
     /// per-tap path), across bands of 2 rows.
     @Test(arguments: [(1, 5, 7, 64, 40), (2, 3, 9, 40, 17), (1, 6, 33, 96, 48)])
     func quantizedTapsMatchSeparateProducts(_ c: (Int, Int, Int, Int, Int)) throws {
+        // Every instruction set the dispatcher can pick here: all, AVX2 only, scalar.
+        let avx2 = UInt32(VCK_CPU_AVX2) | UInt32(VCK_CPU_FMA) | UInt32(VCK_CPU_F16C) | UInt32(VCK_CPU_SSE42)
+        for mask in [UInt32.max, avx2, 0] {
+            vck_cpu_set_thread_mask(mask)
+            defer { vck_cpu_set_thread_mask(.max) }
+            try quantizedTapsMatchSeparateProducts(c, mask: mask)
+        }
+    }
+
+    func quantizedTapsMatchSeparateProducts(_ c: (Int, Int, Int, Int, Int), mask: UInt32) throws {
         let (n, h, w, cin, cout) = c
         let x = try Self.tensor([n, h, w, cin], seed: 11), xv = x.floats()
         let taps = try Ops.convTaps(try Self.tensor([cout, cin, 3, 3], seed: 12))   // [9, Cout, Cin]
@@ -93,7 +104,8 @@ struct ConvTapsTests {
                     } } }
                 }
                 let differing = zip(ours, ref).filter { $0.bitPattern != $1.bitPattern }.count
-                #expect(ours.count == ref.count && differing == 0, "\(c) \(dtype) \(mode): \(differing) of \(ref.count) differ")
+                #expect(ours.count == ref.count && differing == 0,
+                        "\(c) \(dtype) \(mode) cpu mask \(mask): \(differing) of \(ref.count) differ")
             }
         }
     }
