@@ -303,7 +303,7 @@ public enum MergeLoRAFiles {
             throw FormatError.unsupported(path: path, "merge-lora merges into a .vcm model: import the checkpoint first (vcconv import CKPT -o base.vcm --type f16), or merge while importing (vcconv import CKPT --lora FILE[:M])")
         }
         let config: ModelConfig
-        do { config = try JSONDecoder().decode(ModelConfig.self, from: Data(vcm.manifest.configJSON.utf8)) } catch {
+        do { config = try ModelConfig.decodeStored(Data(vcm.manifest.configJSON.utf8)) } catch {
             throw FormatError.malformed(path: path, offset: 0, "manifest configuration is not a model configuration: \(error)")
         }
         let job = MergeLoRAJob(base: vcm, config: config, loras: loras, options: options.lora)

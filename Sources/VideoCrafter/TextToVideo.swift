@@ -96,13 +96,12 @@ public final class TextToVideo: @unchecked Sendable {
             throw GenerationError("\(modelPath): the model file has no configuration")
         }
         let config: ModelConfig
-        do { config = try JSONDecoder().decode(ModelConfig.self, from: data) } catch {
-            throw GenerationError("\(modelPath): the model configuration cannot be read: \(error)")
+        do { config = try ModelConfig.decodeStored(data) } catch {
+            throw GenerationError("\(modelPath): \(error)")
         }
         guard config.kind == .vc2 else {
             throw GenerationError("\(modelPath): holds a \(config.kind.rawValue) model; vcrun sample needs a VideoCrafter2 (vc2) model")
         }
-        try config.validate()
         self.config = config
         let vocab = try file.vocabulary()
         guard let merges = String(bytes: vocab, encoding: .utf8) else {
