@@ -29,7 +29,7 @@ public struct VAEBenchReport: Sendable, Codable {
     public var gemmGflop: Double
     public var attentionGflop: Double
     public var gflops: Double
-    /// The GEMM peak of the arithmetic (int8 for `.q8`, fp32 FMA otherwise), GFLOP/s.
+    /// The GEMM peak of the arithmetic (int8, bf16 or fp32 FMA), GFLOP/s.
     public var peakGflops: Double
     public var percentOfPeak: Double
     public var rssAfterLoadMiB: Double
@@ -43,8 +43,8 @@ extension Bench {
     /// Decodes `o.frames` random latents of `o.height / 8` x `o.width / 8`, one at a time,
     /// `o.warmup` untimed frames first and the timed set `o.repeats` times. Weights: random at
     /// the kl-f8 shapes with the conv weights as `o.weightType` (q8: f16 weights run with int8
-    /// convolutions, what a q8 model stores and runs; default q8), or the decoder of a `.vcm`
-    /// (`o.modelPath`) with the arithmetic `vcrun sample` would choose.
+    /// convolutions, what a q8 model stores and runs; bf16: bf16 convolutions; default q8), or the
+    /// decoder of a `.vcm` (`o.modelPath`) with the arithmetic `vcrun sample` would choose.
     public static func vae(_ o: BenchOptions, progress: (String) -> Void = { _ in }) throws -> VAEBenchReport {
         guard o.frames > 0, o.repeats > 0, o.warmup >= 0 else {
             throw BenchError.badOption("frames and repeats must be positive")
@@ -71,9 +71,15 @@ extension Bench {
             modelName = path
         } else {
             let type = o.weightType ?? .q8_0
-            // A q8 model keeps its VAE in f16 and quantizes the 3x3 taps at load.
+            // As `TextToVideo.vaeArithmetic` picks for a model of this type: a q8 model keeps its
+            // VAE in f16 and quantizes the 3x3 taps at load; a bf16 model runs bf16.
             source = RandomWeights(weightType: type == .q8_0 ? .f16 : type)
-            arithmetic = type == .q8_0 && o.precision != .exact ? .q8 : .f32
+            switch type {
+            case _ where o.precision == .exact: arithmetic = .f32
+            case .q8_0: arithmetic = .q8
+            case .bf16: arithmetic = .bf16
+            default: arithmetic = .f32
+            }
             modelName = "random kl-f8"
         }
         progress("binding \(modelName) VAE decoder weights (\(arithmetic.rawValue) conv arithmetic)")
@@ -108,7 +114,12 @@ extension Bench {
         let peakDuring = Self.memory().hwm
         let macs = VAEDecoder.decodeMACs(config: config, latentHeight: lh, latentWidth: lw)
         let (gemm, att) = (2 * macs.gemm / 1e9, 2 * macs.attention / 1e9)
-        let peak = arithmetic == .q8 ? MachinePeak.int8GOPS : MachinePeak.f32GFLOPS
+        let peak: Double
+        switch arithmetic {
+        case .q8: peak = MachinePeak.int8GOPS
+        case .bf16: peak = MachinePeak.bf16GFLOPS
+        case .f32: peak = MachinePeak.f32GFLOPS
+        }
         let median = Self.median(times)
         let ideal = gemm / peak + att / MachinePeak.f32GFLOPS
         return VAEBenchReport(

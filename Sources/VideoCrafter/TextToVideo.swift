@@ -35,7 +35,7 @@ public struct GenerationParameters: Sendable, Codable, Equatable {
     /// the process setting, `.balanced` unless changed: its error stays far below the weights'
     /// own. `.fast` (int8 / bf16 activations) makes a q8 UNet about 1.4x faster but costs
     /// visible quality (golden A, q8: 30.0 dB against 37.3 dB); see docs/performance.md.
-    /// `.exact` also keeps a q8 model's VAE in f32 (see `TextToVideo.vaeArithmetic`).
+    /// `.exact` also keeps a q8 or bf16 model's VAE in f32 (see `TextToVideo.vaeArithmetic`).
     public var precision: Ops.GEMMPrecision?
 
     public init(prompt: String) { self.prompt = prompt }
@@ -148,16 +148,27 @@ public final class TextToVideo: @unchecked Sendable {
         Int(clamping: ProcessInfo.processInfo.physicalMemory)
     }
 
-    /// Whether the UNet was imported as q8_0 (`vcconv import --type q8`).
-    public var hasQ8UNet: Bool {
-        file.manifest.tensors.contains { $0.dtype == .q8_0 && $0.name.hasPrefix(ModelTensors.unetPrefix) }
+    /// The stored type of most of the UNet's linear/conv weights (what `vcconv import --type`
+    /// chose; overrides may change a few), nil without any.
+    public var unetMatrixType: DType? {
+        var count: [DType: Int] = [:]
+        for t in file.manifest.tensors where t.name.hasPrefix(ModelTensors.unetPrefix) && t.name.hasSuffix(".weight") && t.shape.count >= 2 {
+            count[t.dtype, default: 0] += 1
+        }
+        return count.max { $0.value < $1.value }?.key
     }
 
-    /// The VAE's convolutions run int8 (`VAEConvArithmetic.q8`) in a q8 model unless the run asks
-    /// for exact (fp32) activations: the user chose the int8 model, and on golden A the int8 VAE
-    /// costs 0.3 dB against the q8 UNet's own 37.6 dB (bar 34). Every other model keeps f32.
+    /// The VAE's 3x3 convolutions follow the UNet's reduced type unless the run asks for exact
+    /// (fp32) activations: int8 in a q8 model (golden A: 37.65 -> 37.34 dB, bar 34), bf16 in a
+    /// bf16 model (47.10 -> 46.82 dB, bar 42). f16 and f32 models keep f32: the f16 bar (53 dB,
+    /// now 57.9) would leave too little room (bf16 arithmetic: 54.4 dB).
     public func vaeArithmetic(_ p: GenerationParameters) -> VAEConvArithmetic {
-        hasQ8UNet && (p.precision ?? Ops.gemmPrecision) != .exact ? .q8 : .f32
+        guard (p.precision ?? Ops.gemmPrecision) != .exact else { return .f32 }
+        switch unetMatrixType {
+        case .q8_0?: return .q8
+        case .bf16?: return .bf16
+        default: return .f32
+        }
     }
 
     /// Drops the mapped pages of a component's tensors once it is done (they fault back in if read).

@@ -18,7 +18,8 @@ struct BenchCommand: ParsableCommand {
         --component vae times the VAE decoder instead, one frame at a time as vcrun sample \
         decodes: --frames latents of --height x --width, --repeat times; --type q8 (the default) \
         means what a q8 model holds and runs (f16 weights, int8 3x3 convolutions unless \
-        --precision exact), f16 / bf16 / f32 keep fp32 arithmetic; with --model, that .vcm's VAE.
+        --precision exact), bf16 runs bf16 convolutions, f16 / f32 keep fp32 arithmetic; with \
+        --model, that .vcm's VAE.
 
         Examples:
           vcrun bench --random vc2 --type q8 --batch 2 --threads 2

@@ -75,7 +75,7 @@ struct Sample: ParsableCommand {
     var guidanceBatching: GuidanceBatching = .sequential
 
     @Option(help: ArgumentHelp(
-        "Activation precision of the UNet's q8/bf16 products: balanced (default: 15-bit activations for q8, the weights' own quality), fast (int8/bf16 activations: a q8 UNet about 1.4x faster, with visibly lower quality; 30.0 dB against 37.3 dB on the golden test) or exact (fp32 activations, slowest). f16/f32 weights are always exact. The VAE of a q8 model runs its 3x3 convolutions in int8 (about 2x faster, -0.3 dB on the golden test) except with exact.",
+        "Activation precision of the UNet's q8/bf16 products: balanced (default: 15-bit activations for q8, the weights' own quality), fast (int8/bf16 activations: a q8 UNet about 1.4x faster, with visibly lower quality; 30.0 dB against 37.3 dB on the golden test) or exact (fp32 activations, slowest). f16/f32 weights are always exact. The VAE of a q8 (bf16) model runs its 3x3 convolutions in int8 (bf16): about 2.5x (1.8x) faster, -0.3 dB on the golden test; exact keeps them f32.",
         valueName: "mode"))
     var precision: Ops.GEMMPrecision?
 

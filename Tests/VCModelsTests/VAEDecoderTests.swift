@@ -131,6 +131,22 @@ struct VAEDecoderTests {
         #expect(c.relRMS >= 0.5 * w)
     }
 
+    /// `.bf16` conv arithmetic on bf16 weights (a bf16 model's VAE): the taps as stored, bf16
+    /// activations. As for q8 above, weight and activation roundings of the same kind with
+    /// independent errors: at most 10 x the bf16 weights' rel RMS (and at least half of it).
+    @Test func bf16ConvArithmeticStaysWithinTheBf16Yardstick() throws {
+        let bf16 = WeightVariantSource(base: try Fixtures.tinyModel(), prefix: Self.prefix, dtype: .bf16)
+        let w = try bf16.weightRelRMS()
+        let dec = try VAEDecoder.load(from: bf16, config: TinyA.vae, convArithmetic: .bf16)
+        let frames = try dec.decode(latents: try Self.latents())
+        let asStored = try Self.decoder(bf16).decode(latents: try Self.latents())
+        let c = Comparison(frames.floats(), try Self.referenceFrames())
+        let stored = Comparison(asStored.floats(), try Self.referenceFrames())
+        print("vae bf16 arithmetic: \(c); f32 arithmetic: \(stored); bf16 weight rel RMS \(w)")
+        #expect(c.relRMS <= 10 * w)
+        #expect(c.relRMS >= 0.5 * w && c.relRMS > stored.relRMS)
+    }
+
     @Test func strictBindingListsEveryProblem() throws {
         let base = try Fixtures.tinyModel()
         // (EditedSource is the UNet tests' helper; `extra` entries also replace tensors of `base`.)

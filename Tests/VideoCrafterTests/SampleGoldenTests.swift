@@ -123,18 +123,20 @@ struct SampleGoldenTests {
         #expect(dbDefault >= 34 && dbFast < dbDefault - 3, "balanced \(dbDefault) dB, fast \(dbFast) dB")
     }
 
-    /// The VAE runs int8 only in a q8 model and only outside exact mode.
+    /// The VAE runs int8 in a q8 model, bf16 in a bf16 model, f32 otherwise and in exact mode.
     @Test func vaeArithmeticFollowsTheModelTypeAndPrecision() async throws {
         var p = goldenParameters()
         let q8 = try TextToVideo(modelPath: try await TinyModels.shared.path(.q8))
+        let bf16 = try TextToVideo(modelPath: try await TinyModels.shared.path(.bf16))
         let f16 = try TextToVideo(modelPath: try await TinyModels.shared.path(.f16))
-        #expect(q8.hasQ8UNet && !f16.hasQ8UNet)
+        #expect(q8.unetMatrixType == .q8_0 && bf16.unetMatrixType == .bf16 && f16.unetMatrixType == .f16)
         for precision in [nil, Ops.GEMMPrecision.balanced, .fast] {
             p.precision = precision
-            #expect(q8.vaeArithmetic(p) == .q8 && f16.vaeArithmetic(p) == .f32, "\(String(describing: precision))")
+            #expect(q8.vaeArithmetic(p) == .q8 && bf16.vaeArithmetic(p) == .bf16 && f16.vaeArithmetic(p) == .f32,
+                    "\(String(describing: precision))")
         }
         p.precision = .exact
-        #expect(q8.vaeArithmetic(p) == .f32)
+        #expect(q8.vaeArithmetic(p) == .f32 && bf16.vaeArithmetic(p) == .f32)
     }
 
     /// `vcrun bench --component vae` on the tiny q8 model: every frame of every repeat timed,

@@ -41,7 +41,7 @@ public struct VAEDecoder: Sendable {
     public static let defaultPrefix = "first_stage_model."
 
     public let config: VAEConfig
-    /// How the 3x3 convolutions run (`.f32` unless the loader asked for `.q8`).
+    /// How the 3x3 convolutions run (`.f32` unless the loader asked otherwise).
     public let convArithmetic: VAEConvArithmetic
     let postQuantConv: Linear
     let convIn: VAEConv3x3
@@ -129,14 +129,15 @@ public struct VAEDecoder: Sendable {
     }
 
     /// Runs post_quant_conv + the decoder on unscaled latents `[N, h, w, z]` as one batch ->
-    /// `[N, 8h, 8w, outCh]`. With `.q8` convolutions the thread's GEMM mode is `.fast` (int8
-    /// activations) for the call (f16 / f32 weights, as the rest of a q8 model's decoder, do not
-    /// depend on the mode).
+    /// `[N, 8h, 8w, outCh]`. With `.q8` / `.bf16` convolutions the thread's GEMM mode is `.fast`
+    /// (int8 / bf16 activations) for the call: the decoder's other products follow it too where
+    /// their weights are q8_0 or bf16 (the 1x1 projections of a bf16 model); f16 / f32 weights
+    /// do not depend on the mode.
     public func decodeBatch(_ z: Tensor, observer: Observer? = nil) throws -> Tensor {
         guard z.rank == 4, z.shape[3] == config.embedDim else {
             throw TensorError.shapeMismatch("VAE decoder input \(z.shape), expected [N, h, w, \(config.embedDim)]")
         }
-        return try Ops.withGEMMPrecision(convArithmetic == .q8 ? .fast : nil) { try run(z, observer: observer) }
+        return try Ops.withGEMMPrecision(convArithmetic == .f32 ? nil : .fast) { try run(z, observer: observer) }
     }
 
     private func run(_ z: Tensor, observer: Observer?) throws -> Tensor {
