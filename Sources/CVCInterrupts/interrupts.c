@@ -1,4 +1,5 @@
-// Removal of registered temporary outputs on SIGINT/SIGTERM/SIGHUP (see include/CVCInterrupts.h).
+// Removal of registered temporary outputs on SIGINT/SIGTERM/SIGHUP and on the signals of a crash
+// (see include/CVCInterrupts.h).
 #define _GNU_SOURCE
 #include "CVCInterrupts.h"
 
@@ -23,6 +24,11 @@ typedef struct {
 static slot_t slots[VCINT_SLOTS];
 static _Atomic int installed = 0;
 static const int handled[] = {SIGINT, SIGTERM, SIGHUP};
+// A crash: abort() (an allocation failure in the kernels), a Swift runtime trap (SIGILL /
+// SIGTRAP), a fault. The previous action (e.g. the Swift runtime's backtracer) is kept and runs
+// after the cleanup.
+static const int crashes[] = {SIGABRT, SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGFPE};
+static struct sigaction previous[sizeof crashes / sizeof crashes[0]];
 
 /// Removes the files of a flat directory and the directory (async-signal-safe: raw getdents64).
 static int remove_directory(const char *path) {
@@ -74,6 +80,19 @@ static void handler(int sig) {
     raise(sig);
 }
 
+static void crash_handler(int sig, siginfo_t *info, void *context) {
+    (void)context;
+    int saved = errno;
+    cleanup();
+    for (size_t i = 0; i < sizeof crashes / sizeof crashes[0]; i++)
+        if (crashes[i] == sig) sigaction(sig, &previous[i], NULL);
+    errno = saved;
+    // A signal sent by a process (abort, raise, kill) is sent again, to the previous action; a
+    // fault returns to the faulting instruction, which faults again into the previous action
+    // with its own context (what a backtracer needs).
+    if (info == NULL || info->si_code <= 0) raise(sig);
+}
+
 int vcint_install(void) {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&installed, &expected, 1)) return 0;
@@ -88,6 +107,16 @@ int vcint_install(void) {
         for (size_t k = 0; k < sizeof handled / sizeof handled[0]; k++) sigaddset(&sa.sa_mask, handled[k]);
         sa.sa_flags = SA_RESTART;
         if (sigaction(handled[i], &sa, NULL) != 0) return -1;
+    }
+    for (size_t i = 0; i < sizeof crashes / sizeof crashes[0]; i++) {
+        if (sigaction(crashes[i], NULL, &previous[i]) != 0) return -1;
+        if (previous[i].sa_handler == SIG_IGN) continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = crash_handler;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_SIGINFO | (previous[i].sa_flags & SA_ONSTACK);
+        if (sigaction(crashes[i], &sa, NULL) != 0) return -1;
     }
     // A process inherits its parent's signal mask (posix_spawn from a thread that blocks
     // everything, as dispatch worker threads do, passes that on): unblock the handled signals in

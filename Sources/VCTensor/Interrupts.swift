@@ -1,6 +1,8 @@
 import CVCInterrupts
 
-/// Cleanup of temporary outputs when the process is interrupted (SIGINT, SIGTERM, SIGHUP).
+/// Cleanup of temporary outputs when the process is interrupted (SIGINT, SIGTERM, SIGHUP) or
+/// crashes (SIGABRT on an allocation failure in the kernels, a runtime trap, a fault: the action
+/// found at install time, e.g. the Swift runtime's backtracer, still runs afterwards).
 ///
 /// Every writer that creates a temporary file (`.name.tmp-<pid>-<random>` next to its output,
 /// docs/architecture.md "Outputs are written to a temporary file ...") registers it here and
@@ -17,7 +19,7 @@ import CVCInterrupts
 ///     Interrupts.unregister(token)
 public enum Interrupts {
     public struct InstallError: Error, CustomStringConvertible {
-        public var description: String { "cannot install the SIGINT/SIGTERM/SIGHUP handlers (sigaction failed)" }
+        public var description: String { "cannot install the signal handlers that remove temporary outputs (sigaction failed)" }
     }
 
     /// Installs the handlers (idempotent).

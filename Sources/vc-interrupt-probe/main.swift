@@ -3,6 +3,9 @@
 // file is left. Prints "writing <temporary files>" once the temporary output exists.
 //
 //     vc-interrupt-probe safetensors|vcm|png|gif OUTPUT [--no-install]
+//     vc-interrupt-probe crash-abort|crash-trap OUTPUT   starts a safetensors write, then dies of
+//                                            abort() (what the kernels do when memory runs out) or
+//                                            of a Swift runtime trap (preconditionFailure)
 //     vc-interrupt-probe registry FOLDER     registers FOLDER/.a.tmp, FOLDER/.frames.tmp/ (40
 //                                            files) and rel.tmp (relative, in FOLDER), and
 //                                            FOLDER/.b.tmp, which it unregisters; then waits
@@ -59,6 +62,14 @@ do {
             if !fast { usleep(25_000) }
         }
         try w.finish(VCMManifest())
+    case "crash-abort", "crash-trap":
+        let t = Tensor(zeros: [512, 512], dtype: .f32)
+        let w = try SafetensorsWriter(path: out, layout: (0..<4).map { .init(name: "t\($0)", dtype: .f32, shape: [512, 512]) })
+        try w.write("t0", t)
+        try w.write("t1", t)
+        say("writing \(temporaries(near: out).joined(separator: " "))")
+        if kind == "crash-abort" { abort() }
+        preconditionFailure("vc-interrupt-probe: a runtime trap")
     case "png", "gif":
         let w = try VideoWriter(path: out, width: 64, height: 64)
         let frame = try Frame(width: 64, height: 64, rgb: [UInt8](repeating: 128, count: 64 * 64 * 3))

@@ -75,6 +75,31 @@ import Glibc
         #expect(r.left == [".b.tmp"], "left: \(r.left)") // .b.tmp was unregistered
     }
 
+    /// A crash (abort, a runtime trap) mid-write removes the temporary too, and the process still
+    /// dies of its signal (the action found at install time runs after the cleanup).
+    @Test(arguments: ["crash-abort", "crash-trap"])
+    func crashingWriterLeavesNothing(_ kind: String) throws {
+        let dir = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let p = Process()
+        p.executableURL = try BuiltExecutable.url("vc-interrupt-probe")
+        p.arguments = [kind, dir.appendingPathComponent("model.safetensors").path]
+        var env = ProcessInfo.processInfo.environment
+        env["SWIFT_BACKTRACE"] = "enable=no"   // no symbolication pause in the child
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        let said = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(said.hasPrefix("writing .model.safetensors.tmp-"), "probe said: \(said)")
+        #expect(p.terminationReason == .uncaughtSignal)
+        let expected: [Int32] = kind == "crash-abort" ? [SIGABRT] : [SIGILL, SIGTRAP]
+        #expect(expected.contains(p.terminationStatus), "status \(p.terminationStatus)")
+        #expect(Self.contents(dir).isEmpty, "left behind: \(Self.contents(dir))")
+    }
+
     @Test func withoutTheHandlersTheTemporaryIsLeft() throws {
         // The control: the same run without `Interrupts.install()` leaves the partial temporary,
         // which is what the handlers exist to remove.

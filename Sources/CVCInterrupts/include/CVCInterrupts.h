@@ -1,14 +1,19 @@
 #ifndef CVCINTERRUPTS_H
 #define CVCINTERRUPTS_H
 
-/// Removal of temporary outputs when the process is interrupted (SIGINT, SIGTERM, SIGHUP).
+/// Removal of temporary outputs when the process is interrupted (SIGINT, SIGTERM, SIGHUP) or
+/// crashes (SIGABRT, SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGFPE: an allocation failure, a runtime
+/// trap, a fault).
 ///
 /// Writers register each temporary file or directory they create and unregister it once it is
 /// renamed into place or removed. `vcint_install` installs handlers (sigaction) that remove every
 /// registered path, using async-signal-safe calls only (unlink; for a directory, getdents64 +
 /// unlinkat of its files, then rmdir), restore the default action and re-raise the signal, so
-/// the process still dies of it (exit status 128 + signal in a shell). A signal that was ignored
-/// when `vcint_install` ran (e.g. SIGINT of a background job) stays ignored.
+/// the process still dies of it (exit status 128 + signal in a shell). For the crash signals the
+/// action found at install time (SIG_DFL, or e.g. the Swift runtime's backtracer) is put back
+/// and runs after the cleanup: a signal sent by a process is raised again, a fault re-executes
+/// its instruction. A signal that was ignored when `vcint_install` ran (e.g. SIGINT of a
+/// background job) stays ignored.
 ///
 /// The registry is a fixed table of slots claimed with atomic compare-and-swap: registering and
 /// unregistering never allocate or lock, and a handler never reads a path that is being written.
