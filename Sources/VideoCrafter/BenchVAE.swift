@@ -74,12 +74,7 @@ extension Bench {
             // As `TextToVideo.vaeArithmetic` picks for a model of this type: a q8 model keeps its
             // VAE in f16 and quantizes the 3x3 taps at load; a bf16 model runs bf16.
             source = RandomWeights(weightType: type == .q8_0 ? .f16 : type)
-            switch type {
-            case _ where o.precision == .exact: arithmetic = .f32
-            case .q8_0: arithmetic = .q8
-            case .bf16: arithmetic = .bf16
-            default: arithmetic = .f32
-            }
+            arithmetic = .forModel(unetType: type, exact: (o.precision ?? Ops.gemmPrecision) == .exact)
             modelName = "random kl-f8"
         }
         progress("binding \(modelName) VAE decoder weights (\(arithmetic.rawValue) conv arithmetic)")

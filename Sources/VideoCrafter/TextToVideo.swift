@@ -159,16 +159,10 @@ public final class TextToVideo: @unchecked Sendable {
     }
 
     /// The VAE's 3x3 convolutions follow the UNet's reduced type unless the run asks for exact
-    /// (fp32) activations: int8 in a q8 model (golden A: 37.65 -> 37.34 dB, bar 34), bf16 in a
-    /// bf16 model (47.10 -> 46.82 dB, bar 42). f16 and f32 models keep f32: the f16 bar (53 dB,
-    /// now 57.9) would leave too little room (bf16 arithmetic: 54.4 dB).
+    /// (fp32) activations (`VAEConvArithmetic.forModel`): int8 in a q8 model (golden A: 37.65 ->
+    /// 37.34 dB, bar 34), bf16 in a bf16 model (47.10 -> 46.82 dB, bar 42), f32 otherwise.
     public func vaeArithmetic(_ p: GenerationParameters) -> VAEConvArithmetic {
-        guard (p.precision ?? Ops.gemmPrecision) != .exact else { return .f32 }
-        switch unetMatrixType {
-        case .q8_0?: return .q8
-        case .bf16?: return .bf16
-        default: return .f32
-        }
+        .forModel(unetType: unetMatrixType, exact: (p.precision ?? Ops.gemmPrecision) == .exact)
     }
 
     /// Drops the mapped pages of a component's tensors once it is done (they fault back in if read).

@@ -26,6 +26,19 @@ public enum VAEConvArithmetic: String, Sendable, CaseIterable {
     /// activations (`vdpbf16ps`, the `.fast` GEMM mode): about 1.6x the f32 speed. Golden A,
     /// bf16 model: 47.10 -> 46.82 dB PSNR (bar 42).
     case bf16
+
+    /// The arithmetic for the VAE of a model whose UNet matrices are `unetType`: the UNet's
+    /// reduced type (int8 for q8_0, bf16 for bf16) unless the run asks for exact (fp32)
+    /// activations; f16 and f32 models keep f32 (the f16 bar, 53 dB, leaves too little room:
+    /// bf16 arithmetic gives 54.4 dB on golden A).
+    public static func forModel(unetType: DType?, exact: Bool) -> VAEConvArithmetic {
+        guard !exact else { return .f32 }
+        switch unetType {
+        case .q8_0?: return .q8
+        case .bf16?: return .bf16
+        default: return .f32
+        }
+    }
 }
 
 /// A 3x3 convolution with stride 1 and padding 1 (every 3x3 conv of the decoder). f32 / f16 /
